@@ -1,0 +1,235 @@
+"""The step API that both `payouts run` and the Airflow DAG call.
+
+Every step takes the same three arguments (data root, output root, billing month as ``YYYY-MM``),
+is idempotent, keeps its state under ``<out>/.staging/<month>/``, and returns a small JSON-able dict
+(safe for XCom). ``run_month`` chains them. A step that fails raises ``PayoutError`` (one-line
+message) and leaves the published outputs and the ledger untouched.
+
+    prepare -> ingest -> validate_inputs -> compute -> validate_results -> publish
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from pipelines import compute as rules
+from pipelines import ingest as ingest_mod
+from pipelines import gates, ledger, outputs, sqlfiles
+from pipelines.config import Program, ProgramError, load_program
+from pipelines.currencies import minor_units
+from pipelines.inputs import ALL_INPUTS, PROGRAM_RELPATH
+
+log = logging.getLogger(__name__)
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+STAGING = ".staging"
+LEDGER_BASE = "ledger_base.json"
+
+
+class PayoutError(RuntimeError):
+    """The run was refused or failed; the message is one line, for standard error."""
+
+
+def _month(month: str) -> str:
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise PayoutError(f"billing month {month!r} is not YYYY-MM")
+    return month
+
+
+def staging_dir(out_dir: str | Path, month: str) -> Path:
+    return Path(out_dir) / STAGING / month
+
+
+def _program(data_dir: Path) -> Program:
+    try:
+        return load_program(data_dir / PROGRAM_RELPATH)
+    except ProgramError as exc:
+        raise PayoutError(str(exc)) from None
+
+
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+def duckdb_settings() -> dict:
+    """DuckDB limits: PAYOUTS_MEMORY_LIMIT (default 2GB; past it DuckDB spills to the staging
+    folder's spill/ directory, so a month larger than memory still runs), PAYOUTS_THREADS."""
+    out = {"preserve_insertion_order": True,
+           "memory_limit": os.environ.get("PAYOUTS_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT}
+    if os.environ.get("PAYOUTS_THREADS"):
+        out["threads"] = int(os.environ["PAYOUTS_THREADS"])
+    return out
+
+
+@contextmanager
+def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    stage = staging_dir(out_dir, month)
+    spill = stage / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(stage / "work.duckdb"), config=duckdb_settings())
+    try:
+        con.execute("set temp_directory = $d", {"d": str(spill)})
+        sqlfiles.install_macros(con)
+        if attach_ledger:
+            ledger.attach_read_only(con, out_dir)
+        yield con
+    finally:
+        con.close()
+
+
+def _timed(step: str):
+    def wrap(fn):
+        def inner(data_dir, out_dir, month, *a, **kw):
+            t0 = time.perf_counter()
+            try:
+                result = fn(Path(data_dir), Path(out_dir), _month(month), *a, **kw)
+            except PayoutError:
+                raise
+            except (ProgramError, ingest_mod.MissingInput, ledger.ChainError, gates.GateFailed) as exc:
+                raise PayoutError(str(exc)) from None
+            result = dict(result or {})
+            result["seconds"] = round(time.perf_counter() - t0, 3)
+            log.info("%s %s: %s", step, month, result)
+            return result
+        inner.__name__ = fn.__name__
+        inner.__doc__ = fn.__doc__
+        return inner
+    return wrap
+
+
+def exports_ready(data_dir: str | Path, month: str) -> bool:
+    """The month's required export files are present (what the DAG's sensor waits for)."""
+    return all(f.path(Path(data_dir), month).exists() for f in ALL_INPUTS if f.required)
+
+
+@_timed("prepare")
+def prepare(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Check the program file, the required files and columns, and the month chain; reset staging."""
+    ledger.check_chain(out_dir, month)
+    program = _program(data_dir)
+    ingest_mod.check_presence(data_dir, month)
+    stage = staging_dir(out_dir, month)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return {"month": month, "program": program.program.name, "staging": str(stage)}
+
+
+@_timed("ingest")
+def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Read every input file, type-check each row, quarantine what fails; stage the usable rows."""
+    program = _program(data_dir)
+    ingest_mod.check_presence(data_dir, month)
+    stage = staging_dir(out_dir, month)
+    db = stage / "work.duckdb"
+    if db.exists():
+        db.unlink()  # idempotent: a retried ingest starts over
+    start, end = rules.month_bounds(month)
+    with _work_db(out_dir, month, attach_ledger=False) as con:
+        digits = minor_units()
+        con.register("_cur", pa.table({"code": list(digits), "digits": pa.array(list(digits.values()), pa.int32())}))
+        con.execute("create table currencies as select * from _cur")
+        con.unregister("_cur")
+        con.execute("create table product_families as select unnest($f::varchar[]) as product_family",
+                    {"f": program.product_families()})
+        counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
+        (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
+    return {"rows_read": {k: v["read"] for k, v in counts.items()}, "quarantined_at_ingest": int(quarantined)}
+
+
+@_timed("validate_inputs")
+def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Great Expectations gates on the inputs (fatal problems stop the run here)."""
+    with _work_db(out_dir, month, attach_ledger=False) as con:
+        return gates.validate_inputs(con, data_dir, staging_dir(out_dir, month), month, _program(data_dir))
+
+
+@_timed("compute")
+def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Apply the payout rules and write the month's files into staging, with the ledger delta."""
+    program = _program(data_dir)
+    ledger.check_chain(out_dir, month)
+    stage = staging_dir(out_dir, month)
+    month_dir = stage / "month"
+    if month_dir.exists():
+        shutil.rmtree(month_dir)
+    with _work_db(out_dir, month) as con:
+        labels = {f.key: f.label(month) for f in ALL_INPUTS}
+        t0 = time.perf_counter()
+        params = rules.run_rules(con, program, month, labels)
+        t1 = time.perf_counter()
+        balances = rules.compute_balances(con, program, month)
+        t2 = time.perf_counter()
+        file_rows = {
+            k: {"source_file": s, "read": int(r)}
+            for k, s, r in con.execute("select file, source_file, rows_read from file_rows").fetchall()
+        }
+        written = outputs.write_month(con, month_dir, params, file_rows)
+        t3 = time.perf_counter()
+        outputs.write_ledger_delta(con, params)
+        log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",
+                 month, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
+    # what the ledger ended at when this month was computed: publish refuses if it moved since
+    (stage / LEDGER_BASE).write_text(json.dumps({"stamp": ledger.stamp(out_dir)}))
+    return {**balances, **written, "month_dir": str(month_dir)}
+
+
+@_timed("validate_results")
+def validate_results(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Great Expectations gates on the results, before anything is published."""
+    with _work_db(out_dir, month) as con:
+        return gates.validate_results(con, out_dir, staging_dir(out_dir, month), month, _program(data_dir))
+
+
+@_timed("publish")
+def publish(data_dir: Path, out_dir: Path, month: str) -> dict:
+    """Make the month visible: the folder appears whole (one rename), then the ledger commits.
+
+    If the process dies between the two, the folder is there but the ledger still ends at the month
+    before; the month is then the next one to run, and rerunning it rewrites the same bytes.
+    """
+    stage = staging_dir(out_dir, month)
+    month_dir = stage / "month"
+    if not (month_dir / "summary.json").exists():
+        raise PayoutError(f"nothing staged for {month}: run compute first")
+    ledger.check_chain(out_dir, month)
+    if ledger.stamp(out_dir) != json.loads((stage / LEDGER_BASE).read_text())["stamp"]:
+        # another run published in between: these balances were computed from stale openings
+        raise PayoutError(f"the ledger changed since {month} was computed; run {month} again")
+    target = out_dir / month
+    trash = stage / "replaced"
+    if target.exists():
+        os.replace(target, trash)  # a rerun of the latest month replaces it
+    os.replace(month_dir, target)
+    ledger.apply_month(out_dir, stage / "work.duckdb", month)
+    shutil.rmtree(stage)
+    parent = out_dir / STAGING
+    if parent.exists() and not any(parent.iterdir()):
+        parent.rmdir()
+    summary = json.loads((target / "summary.json").read_text())
+    paid = {c: v["net_paid"] for c, v in summary["by_payout_currency"].items()}
+    return {"month_dir": str(target), "net_paid": paid}
+
+
+def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
+    """Everything `payouts run --month` does; on failure the published outputs and ledger are unchanged."""
+    steps = (prepare, ingest, validate_inputs, compute, validate_results, publish)
+    results = {}
+    try:
+        for step in steps:
+            results[step.__name__] = step(data_dir, out_dir, month)
+    except BaseException:
+        if results.get("prepare"):  # this run made the staging area: leave nothing of it behind
+            shutil.rmtree(staging_dir(out_dir, month), ignore_errors=True)
+        raise
+    return results

@@ -1,0 +1,146 @@
+"""The validation gates between the engine's steps, on Great Expectations (`pipelines/validation.py`).
+
+`validate_inputs` runs after ingest: the input suites on every raw export (warnings: the engine
+quarantines those rows) and the quarantine-rate limit (fatal). `validate_results` runs after
+compute, before publish: the result suites on the files as written (fatal when they do not
+reconcile), then writes `validation/results.json` and `report.html` into the staged month. The two
+may run in different processes (Airflow tasks), so the input results wait in the staging folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.config import LEVELS, Program
+from pipelines.currencies import minor_units
+from pipelines.inputs import ALL_INPUTS
+
+log = logging.getLogger(__name__)
+
+INPUT_RESULTS = "validation_inputs.json"
+
+
+class GateFailed(RuntimeError):
+    """A fatal gate failed; the message is one line naming the file and column, or the rate."""
+
+
+def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> pl.DataFrame:
+    return pl.from_arrow(con.sql(query, params=params or None).to_arrow_table())
+
+
+def _params(con: duckdb.DuckDBPyConnection, month: str, program: Program) -> dict:
+    from pipelines import validation
+    from pipelines.compute import month_bounds
+
+    _, end = month_bounds(month)
+    digits = minor_units()
+    fx = {c for (c,) in con.execute(
+        "select distinct currency from stg_fx_rates where rate_date <= $end", {"end": end}).fetchall()}
+    return {
+        **validation.month_params(month),
+        "currencies": sorted(digits),
+        "minor_units": digits,
+        "fx_currencies": sorted(fx | {program.currency}),
+        "product_families": program.product_families(),
+        "partner_ids": [p for (p,) in con.execute("select partner_id from stg_partners order by 1").fetchall()],
+        "levels": list(LEVELS),
+    }
+
+
+def _raise(report) -> None:
+    from pipelines import validation
+
+    try:
+        report.raise_if_fatal()
+    except validation.GateFailed as exc:
+        raise GateFailed(str(exc)) from None
+
+
+def _file_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    rows = con.execute(
+        """select f.file, f.rows_read, count(q.source_file)
+           from file_rows as f left join quarantine as q on q.source_file = f.source_file
+           group by all order by f.file"""
+    ).fetchall()
+    return {k: {"read": int(r), "quarantined": int(q), "used": int(r) - int(q)} for k, r, q in rows}
+
+
+def validate_inputs(con: duckdb.DuckDBPyConnection, data_dir: Path, stage: Path, month: str,
+                    program: Program) -> dict:
+    from pipelines import validation
+
+    report = validation.GateReport(month)
+    params = _params(con, month, program)
+    for f in ALL_INPUTS:
+        cols = ", ".join(f'"{c}"' for c in f.columns)
+        frame = _frame(con, f"select {cols} from raw_{f.key}")  # an absent optional file: no rows
+        report.validate(f.key, frame, severity=validation.WARNING, runtime_params=params, file=f.label(month))
+    ids = _frame(con, "select line_id from raw_subscription_billing union all select line_id from raw_project_billing")
+    report.validate("billing_line_ids", ids, severity=validation.WARNING, runtime_params=params)
+    report.check_quarantine(_file_counts(con), float(program.validation.max_quarantine_pct))
+    (stage / INPUT_RESULTS).write_text(json.dumps({"suites": report.suites, "problems": report.problems},
+                                                  sort_keys=True, default=str))
+    _raise(report)
+    warnings = report.warning_messages()
+    log.info("input gates: %d suites, %d warnings", len(report.suites), len(warnings))
+    return {"suites": len(report.suites), "warnings": len(warnings)}
+
+
+def validate_results(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path, month: str,
+                     program: Program) -> dict:
+    from pipelines import validation
+
+    report = validation.GateReport(month)
+    saved = stage / INPUT_RESULTS
+    if saved.exists():  # the input gate's results, possibly from another process
+        state = json.loads(saved.read_text())
+        for s in state["suites"]:
+            report.add(s)
+        report.problems.extend(state["problems"])
+    params = _params(con, month, program)
+    month_dir = stage / "month"
+    read = lambda p: pl.read_csv(p, infer_schema=False)  # noqa: E731  (the files exactly as written)
+    remittance = read(month_dir / "remittance.csv")
+    balances = read(month_dir / "partner_balances.csv")
+    summary = json.loads((month_dir / "summary.json").read_text())
+    report.validate("remittance", remittance, severity=validation.FATAL, runtime_params=params)
+    report.validate("partner_balances", balances, severity=validation.FATAL, runtime_params=params)
+    totals = {c: {"gross": v["gross"], "withholding": v["withholding"], "net": v["net_paid"]}
+              for c, v in summary["by_payout_currency"].items()}
+    report.validate("payout_totals", validation.payout_totals_frame(remittance, balances, totals),
+                    severity=validation.FATAL, runtime_params=params)
+    previous = _previous_balances(con, out_dir, month)
+    report.validate("balance_chain", validation.balance_chain_frame(balances, previous),
+                    severity=validation.FATAL, runtime_params=params)
+    lines = _frame(con, """
+        with shares as (select line_id, sum(share_minor) as s from credits group by line_id),
+             claws as (select line_id, sum(clawback_minor) as s from clawbacks group by line_id),
+             lines as (select line_id, currency, amount_minor from charges
+                       union all select line_id, currency, amount_minor from refunds)
+        select l.line_id, l.currency, l.amount_minor::bigint as amount,
+               (coalesce(sh.s, 0) + coalesce(cl.s, 0))::bigint as partner_shares,
+               (l.amount_minor - coalesce(sh.s, 0) - coalesce(cl.s, 0))::bigint as company_share
+        from lines as l
+        left join shares as sh on sh.line_id = l.line_id
+        left join claws as cl on cl.line_id = l.line_id""")
+    report.validate("line_reconciliation", lines, severity=validation.FATAL, runtime_params=params)
+    report.check_quarantine(summary["files"], float(program.validation.max_quarantine_pct))
+    _raise(report)
+    report.write(month_dir / "validation")
+    log.info("result gates: %d suites, status %s", len(report.suites), report.to_dict()["status"])
+    return {"suites": len(report.suites), "status": report.to_dict()["status"]}
+
+
+def _previous_balances(con: duckdb.DuckDBPyConnection, out_dir: Path, month: str) -> pl.DataFrame | None:
+    """Last month's published partner_balances.csv, when the ledger has last month."""
+    start = dt.date.fromisoformat(month + "-01")
+    prev = (start - dt.timedelta(days=1)).strftime("%Y-%m")
+    (known,) = con.execute("select count(*) from ledger.months where billing_month = $p", {"p": prev}).fetchall()[0]
+    path = out_dir / prev / "partner_balances.csv"
+    return pl.read_csv(path, infer_schema=False) if known and path.exists() else None

@@ -1,0 +1,293 @@
+"""Write a month's outputs into a staging folder (published atomically later) and the ledger delta.
+
+Every file is written from a sorted query with no timestamps, so the same inputs give the same
+bytes. Control totals are recomputed from the result tables and each identity is checked; a
+failed identity is a bug and stops the run before anything is published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+from pipelines import sqlfiles
+from pipelines.inputs import ALL_INPUTS
+
+log = logging.getLogger(__name__)
+
+STATEMENT_COLUMNS = [
+    "line", "entry", "date", "source_file", "record_id", "customer_id", "item", "currency", "billed_amount",
+    "credit_pct", "rate", "amount", "payout_currency", "payout_amount", "note",
+]
+
+
+class IdentityFailed(RuntimeError):
+    """A control total does not reconcile: a bug, never published."""
+
+
+def statement_filename(partner_id: str) -> str:
+    """A file name for any partner id: safe characters kept, anything else replaced and made unique."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", partner_id).lstrip(".")
+    if safe != partner_id or not safe:
+        safe = f"{safe}-{partner_id.encode().hex()[:16]}"
+    return safe + ".csv"
+
+
+def _sql_path(path: Path) -> str:
+    """A path as a SQL string literal (paths are ours, under the staging folder, never data)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    """Write a query's rows as CSV: header, quotes only where needed, nulls as empty fields."""
+    con.execute(f"copy ({query}) to {_sql_path(path)} (format csv, header)")
+    return int(con.execute(f"select count(*) from ({query})").fetchall()[0][0])
+
+
+def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, file_rows: dict) -> dict:
+    month_dir.mkdir(parents=True, exist_ok=True)
+    p = {"billing_month": params["billing_month"]}
+    sqlfiles.build(con, "remittance", **p)
+    sqlfiles.build(con, "partner_balances")
+    sqlfiles.build(con, "exceptions")
+    n_remit = _copy_csv(con, "select * from remittance", month_dir / "remittance.csv")
+    _copy_csv(con, "select * from partner_balances", month_dir / "partner_balances.csv")
+    n_exc = _copy_csv(con, "select * from exceptions", month_dir / "exceptions.csv")
+    t0 = time.perf_counter()
+    n_statements = write_statements(con, month_dir, p)
+    t1 = time.perf_counter()
+    summary = control_totals(con, params, file_rows)
+    log.info("statements %.1f s, control totals %.1f s", t1 - t0, time.perf_counter() - t1)
+    (month_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    log.info("outputs: %d remittance rows, %d statements, %d exceptions", n_remit, n_statements, n_exc)
+    return {"remittance_rows": n_remit, "statements": n_statements, "exceptions": n_exc}
+
+
+def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict) -> int:
+    """One CSV per partner, written by a single partitioned COPY (parallel), then renamed.
+
+    `sql/statement_lines/query.sql` is streamed straight into the COPY: it is read once, so no
+    table of it is kept.
+    """
+    pids = [r[0] for r in con.execute("select partner_id from partner_results order by partner_id").fetchall()]
+    stems = {pid: statement_filename(pid)[: -len(".csv")] for pid in pids}
+    con.execute("create or replace temp table statement_files (partner_id varchar, stem varchar)")
+    statements = month_dir / "statements"
+    statements.mkdir(exist_ok=True)
+    if not pids:
+        return 0
+    con.executemany("insert into statement_files values (?, ?)", list(stems.items()))
+    cols = ", ".join(f"s.{c}" for c in STATEMENT_COLUMNS)
+    parts = month_dir / "statements.parts"
+    con.execute(
+        f"""copy (select f.stem, {cols} from ({sqlfiles.query_text("statement_lines")}) as s
+                  join statement_files as f on f.partner_id = s.statement_partner_id
+                  order by f.stem, s.line)
+            to {_sql_path(parts)} (format csv, header, partition_by (stem))""",
+        params,
+    )
+    for pid, stem in stems.items():  # one rename per partner (not per line)
+        files = list((parts / f"stem={stem}").iterdir())
+        if len(files) != 1:
+            raise RuntimeError(f"statement of {pid} came out in {len(files)} parts")
+        files[0].rename(statements / f"{stem}.csv")
+    shutil.rmtree(parts)
+    return len(pids)
+
+
+def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> dict[str, str]:
+    return {k: v for k, v in con.execute(query, params or {}).fetchall()}
+
+
+def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict) -> dict:
+    month = params["billing_month"]
+    # per line currency, exact minor units, formatted with the currency's digits
+    per_currency = con.execute(
+        """
+        with lines as (
+            select line_id, currency, digits, amount_minor, line_type from charges
+            union all select line_id, currency, digits, amount_minor, line_type from refunds
+        ),
+        shares as (select line_id, sum(share_minor) as s from credits group by line_id),
+        claws as (select line_id, sum(clawback_minor) as s from clawbacks group by line_id),
+        per_line as (
+            select l.*, coalesce(sh.s, 0) as partner_share, coalesce(cl.s, 0) as clawed_back,
+                   -- the company keeps the amount less the partners' rounded shares (or clawbacks)
+                   l.amount_minor - coalesce(sh.s, 0) - coalesce(cl.s, 0) as company_share,
+                   l.line_type = 'charge' and sh.line_id is null as unattributed
+            from lines as l
+            left join shares as sh on sh.line_id = l.line_id
+            left join claws as cl on cl.line_id = l.line_id
+        ),
+        refs as (
+            select fee_currency as currency, sum(fee_minor) as s from referral_fees
+            where report_code is null group by all
+        ),
+        fees_by as (select currency, sum(amount_minor) as s from fees group by all),
+        currencies_used as (
+            select currency from per_line union select currency from refs union select currency from fees_by
+        )
+        select
+            u.currency,
+            c.digits,
+            coalesce(sum(p.amount_minor), 0) as billed,
+            coalesce(sum(p.partner_share), 0) as partner_share,
+            coalesce(sum(p.company_share), 0) as company_share,
+            coalesce(sum(p.amount_minor) filter (where p.unattributed), 0) as unattributed,
+            coalesce(sum(p.clawed_back), 0) as clawed_back,
+            coalesce(any_value(r.s), 0) as referral_fees,
+            coalesce(any_value(f.s), 0) as fees
+        from currencies_used as u
+        join currencies as c on c.code = u.currency
+        left join per_line as p on p.currency = u.currency
+        left join refs as r on r.currency = u.currency
+        left join fees_by as f on f.currency = u.currency
+        group by u.currency, c.digits
+        order by u.currency
+        """
+    ).fetchall()
+    by_currency = {}
+    identities = []
+    for cur, d, billed, share, company, unattr, claw, refs, fees in per_currency:
+        fmt = lambda m: _fmt(int(m), d)  # noqa: E731
+        by_currency[cur] = {
+            "billed": fmt(billed), "partner_share": fmt(share), "company_share": fmt(company),
+            "unattributed": fmt(unattr), "clawed_back": fmt(claw), "referral_fees": fmt(refs), "fees": fmt(fees),
+        }
+        identities.append(_identity(f"{cur}: partner_share + clawed_back + company_share = billed",
+                                    share + claw + company, billed, d))
+    # every line reconciles on its own, not only in total
+    (bad_lines,) = con.execute(
+        """select count(*) from (
+               select l.line_id, l.amount_minor, l.amount_minor - coalesce(sum(c.share_minor), 0) as company
+               from charges as l left join credits as c on c.line_id = l.line_id
+               group by l.line_id, l.amount_minor
+           ) where company + 0 <> amount_minor - (amount_minor - company)"""
+    ).fetchall()[0]
+    (over_shared,) = con.execute(
+        """select count(*) from (
+               select l.line_id from charges as l join credits as c on c.line_id = l.line_id
+               group by l.line_id, l.amount_minor having sum(c.share_minor) > l.amount_minor
+           )"""
+    ).fetchall()[0]
+    identities.append({"name": "every charge: partner shares <= amount, company share = amount - shares",
+                       "holds": bad_lines == 0 and over_shared == 0, "lines_failing": int(bad_lines + over_shared)})
+
+    payouts = {}
+    for cur, d, opening, moves, gross, wh, net, closing, pending, n, n_paid in con.execute(
+        """select payout_currency, any_value(payout_digits), sum(opening_minor),
+                  sum(earnings_minor + clawbacks_minor + referral_fees_minor + fees_minor),
+                  sum(gross_minor), sum(withholding_minor), sum(net_minor), sum(closing_minor), sum(pending_minor),
+                  count(*), count(*) filter (where status = 'paid')
+           from partner_results group by payout_currency order by payout_currency"""
+    ).fetchall():
+        fmt = lambda m: _fmt(int(m), d)  # noqa: E731
+        (r_gross, r_wh, r_net, r_n) = con.execute(
+            """select coalesce(sum(gross_minor), 0), coalesce(sum(withholding_minor), 0),
+                      coalesce(sum(net_minor), 0), count(*)
+               from partner_results where status = 'paid' and payout_currency = $c""", {"c": cur}
+        ).fetchall()[0]
+        payouts[cur] = {
+            "opening": fmt(opening), "movements": fmt(moves), "gross": fmt(gross), "withholding": fmt(wh),
+            "net_paid": fmt(net), "carried": fmt(closing), "pending": fmt(pending),
+            "partners": int(n), "partners_paid": int(n_paid),
+        }
+        identities.append(_identity(f"{cur}: opening + movements - gross = carried", opening + moves - gross, closing, d))
+        identities.append(_identity(f"{cur}: gross - withholding = net_paid", gross - wh, net, d))
+        identities.append(_identity(f"{cur}: remittance gross = partner_balances gross_paid", r_gross, gross, d))
+        identities.append({"name": f"{cur}: remittance rows = partners paid", "holds": int(r_n) == int(n_paid),
+                           "lhs": int(r_n), "rhs": int(n_paid)})
+
+    files = {}
+    quarantined = dict(con.execute("select source_file, count(*) from quarantine group by all").fetchall())
+    used = used_rows(con)
+    for f in ALL_INPUTS:
+        label = file_rows[f.key]["source_file"]
+        read = file_rows[f.key]["read"]
+        q = int(quarantined.get(label, 0))
+        files[f.key] = {"read": read, "used": used[f.key], "quarantined": q}
+        identities.append({"name": f"{f.key}: read = used + quarantined", "holds": read == used[f.key] + q,
+                           "lhs": read, "rhs": used[f.key] + q})
+
+    failed = [i["name"] for i in identities if not i["holds"]]
+    if failed:
+        raise IdentityFailed("control totals do not reconcile: " + "; ".join(failed))
+    return {
+        "billing_month": month,
+        "program_currency": params["program_currency"],
+        "by_currency": by_currency,
+        "by_payout_currency": payouts,
+        "files": files,
+        "identities": identities,
+    }
+
+
+def used_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of each file that made it into a result table, counted from those tables (not read - bad)."""
+    q = lambda sql: int(con.execute(sql).fetchall()[0][0])  # noqa: E731
+    billing = dict(con.execute(
+        """select source, count(*) from (select source from charges union all select source from refunds)
+           group by source"""
+    ).fetchall())
+    return {
+        "partners": q("select count(*) from stg_partners"),
+        "partner_levels": q("select count(*) from stg_partner_levels"),
+        "attributions": q("select count(*) from stg_attributions"),
+        "fx_rates": q("select count(*) from stg_fx_rates"),
+        "subscription_billing": int(billing.get("subscription", 0)),
+        "project_billing": int(billing.get("project", 0)),
+        "referral_events": q("select count(*) from referral_fees"),
+        "partner_fees": q("select count(*) from fees"),
+    }
+
+
+def _fmt(minor: int, digits: int) -> str:
+    sign = "-" if minor < 0 else ""
+    m = abs(minor)
+    if digits == 0:
+        return f"{sign}{m}"
+    return f"{sign}{m // 10**digits}.{m % 10**digits:0{digits}d}"
+
+
+def _identity(name: str, lhs: int, rhs: int, digits: int) -> dict:
+    return {"name": name, "holds": int(lhs) == int(rhs), "lhs": _fmt(int(lhs), digits), "rhs": _fmt(int(rhs), digits)}
+
+
+def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict) -> None:
+    """Tables `ledger_<name>` holding this month's rows of each ledger table (applied at publish)."""
+    m = {"m": params["billing_month"], "pc": params["program_currency"]}
+    stmts = {
+        "months": "select $m as billing_month, $pc as program_currency",
+        "billing_lines": """select $m as billing_month, line_id, source, line_type, invoice_date, customer_id, item,
+                                   currency, digits, amount_minor, source_file, row_number
+                            from (select * from charges union all by name select * from refunds)""",
+        "charge_credits": """select $m as billing_month, line_id, credit_key, partner_id, engagement_type, credit_pct,
+                                    rate, share_minor from credits""",
+        "refunds": "select $m as billing_month, line_id, refers_to_line_id, amount_minor from refunds",
+        "tier_base": """select $m as billing_month, partner_id, year(invoice_date) as year,
+                               sum(credited_program)::decimal(38, 20) as credited_program
+                        from credits where source = 'subscription' group by all""",
+        "referral_events": """select $m as billing_month, event_id, partner_id, deal_id, event_type, event_date,
+                                     report_code is null as paid from referral_fees""",
+        "fee_ids": "select $m as billing_month, fee_id from fees",
+        # only what a later month reads: movements still open at month end (pending, or held for a
+        # missing rate), and settlements of movements carried in from earlier months
+        "movements": """select * exclude (payable) from new_movements
+                         where movement_id not in (select movement_id from settled_now)""",
+        "settlements": """select $m as billing_month, movement_id from settled_now where billing_month < $m""",
+        "balances": """select $m as billing_month, partner_id, payout_currency, payout_digits as digits,
+                              opening_minor, closing_minor, status from partner_results""",
+    }
+    con.execute(
+        """create or replace temp table settled_now as
+           select movement_id, billing_month from open_movements
+           where (payable or not netted) and partner_id not in (select partner_id from held_partners)"""
+    )
+    for name, sql in stmts.items():
+        con.execute(f"create or replace table ledger_{name} as {sql}", {k: v for k, v in m.items() if f"${k}" in sql})

@@ -1,0 +1,52 @@
+"""Run the SQL steps under `sql/`: one folder per table, `sql/<table>/query.sql` is its SELECT.
+
+Values are always bound parameters (`$billing_month`); the only name spliced into the statement is
+the destination table, which is the step's own folder name, never data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
+
+
+@lru_cache(maxsize=None)
+def query_text(name: str) -> str:
+    return (SQL_DIR / name / "query.sql").read_text(encoding="utf-8")
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute((SQL_DIR / "macros.sql").read_text(encoding="utf-8"))
+
+
+def build(con: duckdb.DuckDBPyConnection, name: str, **params: object) -> int:
+    """Create (or replace) table `name` from `sql/<name>/query.sql`; returns its row count."""
+    sql = query_text(name)
+    wanted = set(_PARAM.findall(_strip_comments(sql)))
+    missing = wanted - params.keys()
+    if missing:
+        raise KeyError(f"sql/{name}/query.sql needs parameters {sorted(missing)}")
+    t0 = time.perf_counter()
+    con.execute(f'create or replace table "{name}" as\n{sql}', {k: params[k] for k in wanted})
+    (rows,) = con.execute(f'select count(*) from "{name}"').fetchall()[0]
+    TIMINGS[name] = time.perf_counter() - t0
+    log.info("built %s: %d rows in %.2f s", name, rows, TIMINGS[name])
+    return rows
+
+
+# seconds per SQL step in this process, for the benchmark's breakdown
+TIMINGS: dict[str, float] = {}
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)

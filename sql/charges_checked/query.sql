@@ -1,0 +1,55 @@
+-- charges whose share can be computed, each with the reason it cannot (null: usable):
+-- an attributed subscription charge or a project charge needs an agreement version in force on its
+-- invoice_date, a rate card entry for its product family, and (to convert it to the program
+-- currency for the tier base or the project band) a month-M fx rate for its currency.
+-- joint credit over 100% is an error for the line.
+with charges as (
+    select * from lines where line_type = 'charge'
+),
+
+credit_totals as (
+    select line_id, sum(credit_pct) as credit_total from sub_credits group by line_id
+),
+
+versioned as (
+    select
+        c.*,
+        a.version,
+        t.credit_total,
+        r.rate as fx_rate,
+        f.product_family is not null as family_in_version
+    from charges as c
+    -- every date here lies in month m (checked at ingest): one equi-join on a 31-row table
+    left join day_versions as a on a.day = c.invoice_date
+    left join credit_totals as t on t.line_id = c.line_id
+    left join month_rates as r on r.currency = c.currency
+    left join (select distinct version, product_family from sub_base_rates) as f
+        on f.version = a.version and f.product_family = c.product_family
+),
+
+checked as (
+    select
+        *,
+        -- only lines that pay a partner need an agreement and a conversion
+        source = 'project' or credit_total is not null as pays_partner
+    from versioned
+)
+
+select
+    * exclude (pays_partner, family_in_version),
+    case
+        when credit_total > 100 then 'credit_over_100'
+        when pays_partner and version is null then 'no_agreement'
+        when pays_partner and source = 'subscription' and not family_in_version then 'unknown_product_family'
+        when pays_partner and fx_rate is null and (source = 'subscription' or engagement_type = 'partner_led')
+            then 'missing_fx_rate'
+    end as reason_code,
+    case
+        when credit_total > 100 then 'approved claims credit ' || credit_total || '% of customer ' || customer_id || ' (over 100%)'
+        when pays_partner and version is null then 'no agreement version is in force on ' || invoice_date
+        when pays_partner and source = 'subscription' and not family_in_version
+            then 'product_family ' || product_family || ' is not in the rate card in force on ' || invoice_date
+        when pays_partner and fx_rate is null and (source = 'subscription' or engagement_type = 'partner_led')
+            then 'no fx rate for ' || currency || ' on or before ' || $month_end || ' to convert this line to the program currency'
+    end as message
+from checked

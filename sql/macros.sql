@@ -1,0 +1,54 @@
+-- Shared macros, created once per connection before any step runs.
+-- Money is carried as HUGEINT minor units of its own currency (USD cents, JPY yen, KWD fils):
+-- exact, and one rounding rule for every currency.
+
+-- a decimal string in major units: optional minus, digits, optional fraction (no exponent, no plus).
+create or replace macro is_money(s) as regexp_full_match(s, '-?[0-9]{1,18}(\.[0-9]+)?');
+
+-- digits after the decimal point of a money string.
+create or replace macro decimals_of(s) as length(coalesce(nullif(split_part(s, '.', 2), ''), ''));
+
+-- a money string (already checked: is_money and decimals_of(s) <= d) to minor units, exactly,
+-- by moving the decimal point in the text: '-30.5' with d = 2 -> -3050.
+create or replace macro to_minor(s, d) as
+    try_cast(split_part(s, '.', 1) || rpad(coalesce(nullif(split_part(s, '.', 2), ''), ''), cast(d as integer), '0') as hugeint);
+
+-- a YYYY-MM-DD date or null.
+create or replace macro as_date(s) as
+    case when regexp_full_match(s, '[0-9]{4}-[0-9]{2}-[0-9]{2}') then try_cast(s as date) end;
+
+-- x / y rounded half away from zero, exactly, on integers (decimal division in duckdb gives a double).
+create or replace macro div_round(x, y) as
+    case when y = 0 then null
+         else sign(x) * sign(y) * ((2 * abs(x::hugeint) + abs(y::hugeint)) // (2 * abs(y::hugeint)))
+    end;
+
+-- 10^d as an exact integer, for the digits currencies have (0..4).
+create or replace macro pow10(d) as
+    case d when 0 then 1 when 1 then 10 when 2 then 100 when 3 then 1000 when 4 then 10000 end::hugeint;
+
+-- minor units back to a decimal string with exactly d digits: (-3050, 2) -> '-30.50'.
+create or replace macro fmt_money(m, d) as
+    case when m is null then null
+         when d = 0 then cast(m::hugeint as varchar)
+         else (case when m < 0 then '-' else '' end)
+              || cast(abs(m::hugeint) // pow10(d) as varchar) || '.'
+              || lpad(cast(abs(m::hugeint) % pow10(d) as varchar), cast(d as integer), '0')
+    end;
+
+-- text a spreadsheet would run as a formula gets a leading apostrophe (owasp csv injection advice).
+create or replace macro safe_text(s) as
+    case when regexp_matches(s, '^[=+\-@\t\r]') then '''' || s else s end;
+
+-- the last 4 characters of a sensitive account reference; nothing else of it ever leaves the run.
+create or replace macro last4(s) as case when s is null or s = '' then null else right(s, 4) end;
+
+-- a percentage string 0..100 with at most 4 decimals.
+create or replace macro is_pct(s) as
+    regexp_full_match(s, '[0-9]{1,3}(\.[0-9]{1,4})?') and try_cast(s as decimal(9, 4)) <= 100;
+
+-- a decimal without trailing zeros, for rates and percentages people read: 0.250000 -> 0.25.
+create or replace macro fmt_dec(x) as
+    case when x is null then null
+         when contains(x::varchar, '.') then rtrim(rtrim(x::varchar, '0'), '.')
+         else x::varchar end;

@@ -1,0 +1,96 @@
+-- everything the month adds to partners' accounts, one row per movement, signed from the partner's
+-- side (+ the company owes the partner, - the partner owes the company), in minor units of its
+-- own currency. earnings (shares, referral fees) become payable in the month of date + holding_days;
+-- clawbacks and fees at once. fees are netted only when net_fees is true.
+select *, payable_month <= $billing_month as payable
+from (
+select
+    $billing_month as billing_month,
+    'share:' || line_id || ':' || credit_key as movement_id,
+    partner_id,
+    'share' as kind,
+    invoice_date as entry_date,
+    currency,
+    digits,
+    share_minor as amount_minor,
+    left(cast(invoice_date + $holding_days::integer as varchar), 7) as payable_month,  -- yyyy-mm of date + holding_days
+    true as netted,
+    source_file,
+    line_id as record_id,
+    customer_id,
+    item,
+    amount_minor as billed_minor,
+    credit_pct,
+    rate,
+    null::varchar as refers_to,
+    note
+from credits
+union all
+select
+    $billing_month,
+    'clawback:' || line_id || ':' || credit_key,
+    partner_id,
+    'clawback',
+    invoice_date,
+    currency,
+    digits,
+    clawback_minor,
+    $billing_month,
+    true,
+    source_file,
+    line_id,
+    customer_id,
+    item,
+    amount_minor,
+    credit_pct,
+    rate,
+    refers_to_line_id,
+    'refund of ' || refers_to_line_id || ': ' || fmt_money(amount_minor, digits) || ' of '
+        || fmt_money(original_minor, digits) || ' on a share of ' || fmt_money(original_share_minor, digits)
+from clawbacks
+union all
+select
+    $billing_month,
+    'referral:' || event_id,
+    partner_id,
+    'referral_fee',
+    event_date,
+    fee_currency,
+    fee_digits,
+    fee_minor,
+    left(cast(event_date + $holding_days::integer as varchar), 7),
+    true,
+    source_file,
+    event_id,
+    customer_id,
+    event_type,
+    first_year_value_minor,
+    null,
+    case when event_type = 'signed_agreement' then pct_of_first_year_value end,
+    deal_id,
+    'deal ' || deal_id
+from referral_fees
+where report_code is null
+union all
+select
+    $billing_month,
+    'fee:' || fee_id,
+    partner_id,
+    'fee',
+    fee_date,
+    currency,
+    digits,
+    -amount_minor,
+    $billing_month,
+    $net_fees,
+    $fees_file,
+    fee_id,
+    null,
+    fee_type,
+    amount_minor,
+    null,
+    null,
+    null,
+    case when $net_fees then null else 'shown, not netted (payout.net_fees is false)' end
+from fees
+)

@@ -1,0 +1,121 @@
+-- each partner's month, line by line. amount is in the row's own currency; payout_amount (payout
+-- currency) is set only on rows that move the balance, so:
+--   closing_balance = opening_balance + sum(payout_amount of conversion and payout rows).
+-- conversion rows sum each currency's payable movements per kind and convert them at month m's
+-- rate (each currency converted as one sum and rounded once; the per-kind parts add up to it).
+with results as (
+    select r.*, h.partner_id is not null as held
+    from partner_results as r
+    left join held_partners as h on h.partner_id = r.partner_id
+),
+
+movement_rows as (
+    select
+        m.partner_id,
+        case when m.payable or not m.netted then 1 else 2 end as section,
+        case when m.payable or not m.netted then m.kind else 'pending_' || m.kind end as entry,
+        m.entry_date,
+        m.source_file,
+        m.record_id,
+        m.customer_id,
+        m.item,
+        m.currency,
+        fmt_money(m.billed_minor, m.digits) as billed_amount,
+        fmt_dec(m.credit_pct) as credit_pct,
+        fmt_dec(m.rate) as rate,
+        fmt_money(m.amount_minor, m.digits) as amount,
+        null::varchar as payout_amount,
+        nullif(concat_ws('; ',
+            m.note,
+            case when m.billing_month < $billing_month then 'from ' || m.billing_month end,
+            case when not m.payable then 'payable from ' || m.payable_month end,
+            case when r.held then 'held (' || r.status || '): waits for a later run' end
+        ), '') as note,
+        m.kind,
+        m.movement_id as sort_key
+    from open_movements as m
+    join results as r on r.partner_id = m.partner_id
+),
+
+conversion_rows as (
+    select
+        c.partner_id,
+        3 as section,
+        'conversion' as entry,
+        null::date as entry_date,
+        null as source_file,
+        null as record_id,
+        null as customer_id,
+        c.kind as item,
+        c.currency,
+        null as billed_amount,
+        null as credit_pct,
+        c.rate,
+        fmt_money(c.source_minor, cur.digits) as amount,
+        fmt_money(c.converted_minor, r.payout_digits) as payout_amount,
+        c.currency || ' ' || c.kind || ' converted to ' || r.payout_currency || ' (' || c.currency || ' total '
+            || fmt_money(c.currency_total_minor, r.payout_digits) || ' ' || r.payout_currency || ')' as note,
+        c.kind,
+        c.currency as sort_key
+    from conversions as c
+    join results as r on r.partner_id = c.partner_id
+    join currencies as cur on cur.code = c.currency
+),
+
+summary_rows as (
+    select partner_id, 0 as section, 'opening_balance' as entry, fmt_money(opening_minor, payout_digits) as payout_amount,
+           null as amount, null as note, 1 as n from results
+    union all
+    select partner_id, 4, 'payout', fmt_money(-gross_minor, payout_digits), fmt_money(gross_minor, payout_digits),
+           'gross paid to ' || payout_currency, 1 from results where status = 'paid'
+    union all
+    select partner_id, 4, 'withholding', null, fmt_money(withholding_minor, payout_digits),
+           'withheld from the gross payout', 2 from results where status = 'paid'
+    union all
+    select partner_id, 4, 'net_payment', null, fmt_money(net_minor, payout_digits),
+           'sent to the partner', 3 from results where status = 'paid'
+    union all
+    select partner_id, 5, 'closing_balance', fmt_money(closing_minor, payout_digits), null,
+           'status: ' || status, 1 from results
+),
+
+all_rows as (
+    select partner_id, section, entry, entry_date, source_file, record_id, customer_id, item, currency,
+           billed_amount, credit_pct, rate, amount, payout_amount, note,
+           kind, sort_key, 0 as n
+    from movement_rows
+    union all
+    select partner_id, section, entry, entry_date, source_file, record_id, customer_id, item, currency,
+           billed_amount, credit_pct, rate, amount, payout_amount, note, kind, sort_key, 0
+    from conversion_rows
+    union all
+    select s.partner_id, s.section, s.entry, null, null, null, null, null, r.payout_currency, null, null, null,
+           s.amount, s.payout_amount, s.note, null, null, s.n
+    from summary_rows as s
+    join results as r on r.partner_id = s.partner_id
+)
+
+select
+    a.partner_id as statement_partner_id,
+    row_number() over (
+        partition by a.partner_id
+        order by section, list_position(['share', 'clawback', 'referral_fee', 'fee'], kind), entry_date,
+                 sort_key, n
+    ) as line,
+    entry,
+    entry_date as date,
+    safe_text(source_file) as source_file,
+    safe_text(record_id) as record_id,
+    safe_text(customer_id) as customer_id,
+    safe_text(item) as item,
+    currency,
+    billed_amount,
+    credit_pct,
+    rate,
+    amount,
+    r.payout_currency,
+    payout_amount,
+    safe_text(note) as note
+from all_rows as a
+join results as r on r.partner_id = a.partner_id
+order by statement_partner_id, line

@@ -1,0 +1,197 @@
+-- each credited partner's share of each usable subscription charge.
+-- rate = base_rates[family][engagement] + level_uplift[level on invoice_date]
+--        + after_first_year_uplift (invoice_date >= subscription_start + 12 months) + tier uplift,
+--        clamped to [0, 1]; 0 from subscription_start + max_months months on.
+-- tier base: the partner's credited subscription charges in program currency (major units, exact):
+-- the ledger's earlier months (lifetime, or this calendar year) plus this month's in
+-- (invoice_date, line_id) order. refunds do not lower it.
+-- share_minor: minor units of the line's currency, rounded half away from zero once.
+-- a charge whose tier base crosses a step gets crosses_step = true and is split exactly in python.
+with credits as (
+    select
+        c.*,
+        l.invoice_date,
+        l.subscription_start,
+        l.product_family,
+        l.currency,
+        l.digits,
+        l.amount_minor,
+        l.version,
+        l.fx_rate,
+        l.row_number,
+        l.source_file,
+        l.customer_id
+    from sub_credits as c
+    join charges as l on l.line_id = c.line_id
+),
+
+levelled as (
+    select
+        c.*,
+        coalesce(lv.level, 'registered') as level
+    from credits as c
+    left join level_intervals as lv
+        on lv.partner_id = c.partner_id and c.invoice_date >= lv.effective_from
+        and (lv.next_from is null or c.invoice_date < lv.next_from)
+),
+
+rated as (
+    select
+        l.*,
+        b.rate as base_rate,
+        u.uplift as level_uplift,
+        case when l.invoice_date >= cast(l.subscription_start + interval 12 month as date)
+             then t.after_first_year_uplift else 0 end as first_year_uplift,
+        t.max_months is not null
+            and l.invoice_date >= cast(l.subscription_start + to_months(t.max_months) as date) as past_max_months,
+        s.scope as tier_scope,
+        -- credited amount in program currency, major units: minor units x credit% x fx / 10^digits
+        l.amount_minor::decimal(38, 0) * l.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
+            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
+            as credited_program
+    from levelled as l
+    join sub_base_rates as b
+        on b.version = l.version and b.product_family = l.product_family and b.engagement_type = l.engagement_type
+    join level_uplifts as u on u.version = l.version and u.level = l.level
+    join sub_terms as t on t.version = l.version
+    join tier_scopes as s on s.version = l.version
+),
+
+opening as (
+    select
+        partner_id,
+        sum(credited_program) as lifetime_base,
+        sum(credited_program) filter (where year = year($month_start)) as year_base
+    from ledger.tier_base
+    where billing_month < $billing_month
+    group by partner_id
+),
+
+partner_base as (
+    -- per partner (and tier scope): the base before the month and the month's credited total
+    select
+        r.partner_id,
+        r.tier_scope,
+        case when r.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
+            as opening_base,
+        sum(r.credited_program) as month_total
+    from rated as r
+    left join opening as o on o.partner_id = r.partner_id
+    group by all
+),
+
+day_totals as (
+    -- per partner, scope and invoice day: the day's credited total (a few thousand rows)
+    select partner_id, tier_scope, invoice_date, sum(credited_program) as day_total
+    from rated
+    group by all
+),
+
+day_bases as (
+    -- the tier base at the start and end of each day: opening + the days before (in date order)
+    select
+        d.partner_id,
+        d.tier_scope,
+        d.invoice_date,
+        p.opening_base + coalesce(sum(d.day_total) over (
+            partition by d.partner_id, d.tier_scope order by d.invoice_date
+            rows between unbounded preceding and 1 preceding), 0) as day_base
+    from day_totals as d
+    join partner_base as p on p.partner_id = d.partner_id and p.tier_scope = d.tier_scope
+),
+
+flagged as (
+    -- a charge can cross a step only on a day whose base range has a step strictly inside it; every
+    -- other day's charges all lie in the bracket of the day's starting base, so the per-line running
+    -- sum (a sort by line_id) is needed only for the lines of those few crossing days
+    select
+        b.*,
+        exists (
+            select 1 from tier_steps as s
+            where s.above > b.day_base and s.above < b.day_base + t.day_total
+        ) as needs_running_base
+    from day_bases as b
+    join day_totals as t
+        on t.partner_id = b.partner_id and t.tier_scope = b.tier_scope and t.invoice_date = b.invoice_date
+),
+
+based as (
+    select r.*, f.day_base as base_before
+    from rated as r
+    join flagged as f
+        on f.partner_id = r.partner_id and f.tier_scope = r.tier_scope and f.invoice_date = r.invoice_date
+    where not f.needs_running_base
+    union all
+    select
+        r.*,
+        f.day_base + coalesce(sum(r.credited_program) over (
+            partition by r.partner_id, r.tier_scope, r.invoice_date order by r.line_id, r.credit_key
+            rows between unbounded preceding and 1 preceding), 0) as base_before
+    from rated as r
+    join flagged as f
+        on f.partner_id = r.partner_id and f.tier_scope = r.tier_scope and f.invoice_date = r.invoice_date
+    where f.needs_running_base
+),
+
+steps as (
+    -- each version's tier steps as two parallel lists (a handful of values), to avoid a join per line
+    select
+        version,
+        list(above order by step_no) as aboves,
+        list(uplift order by step_no) as uplifts
+    from tier_steps
+    group by version
+),
+
+bracketed as (
+    select
+        b.*,
+        b.base_before + b.credited_program as base_after,
+        -- the step the first part lies in, and the step the last part lies in (0 = below every step)
+        coalesce(len(list_filter(s.aboves, lambda a: a <= b.base_before)), 0) as first_step,
+        coalesce(len(list_filter(s.aboves, lambda a: a < b.base_before + b.credited_program)), 0) as last_step,
+        s.uplifts
+    from based as b
+    left join steps as s on s.version = b.version
+),
+
+single_rate as (
+    select
+        b.*,
+        b.base_rate + b.level_uplift + b.first_year_uplift as rate_before_tier,
+        case when b.first_step = 0 then 0 else b.uplifts[b.first_step] end as tier_uplift
+    from bracketed as b
+)
+
+select
+    line_id,
+    credit_key,
+    claim_id,
+    partner_id,
+    engagement_type,
+    credit_pct,
+    level,
+    version,
+    invoice_date,
+    customer_id,
+    product_family as item,
+    currency,
+    digits,
+    amount_minor,
+    fx_rate,
+    source_file,
+    row_number,
+    credited_program,
+    base_before,
+    base_after,
+    past_max_months,
+    rate_before_tier,
+    last_step > first_step and not past_max_months and credited_program > 0 as crosses_step,
+    case when past_max_months then 0
+         else greatest(0, least(1, rate_before_tier + tier_uplift)) end::decimal(9, 6) as rate,
+    -- minor units x credit% x rate, rounded half away from zero (exact decimal arithmetic)
+    round(
+        amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2)
+        * (case when past_max_months then 0 else greatest(0, least(1, rate_before_tier + tier_uplift)) end)::decimal(9, 6)
+    )::hugeint as share_minor
+from single_rate

@@ -1,0 +1,111 @@
+"""The validation gates through the engine, on corrupted copies of the sample: each fatal kind stops
+the run with a message naming the file and column (or the rate) and publishes nothing; each warning
+kind is reported and the month is still published; a clean month's report says it passed."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.engine import PayoutError, run_month
+from pipelines.sample import write_sample
+
+SUB = "exports/2025-01/subscription_billing.csv"
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample") / "data"
+    write_sample(root, months=1, scale=200)
+    return root
+
+
+@pytest.fixture
+def data(sample, tmp_path):
+    dest = tmp_path / "data"
+    shutil.copytree(sample, dest)
+    return dest
+
+
+def _drop_column(path, name):
+    lines = path.read_text().splitlines()
+    idx = lines[0].split(",").index(name)
+    # the sample's subscription file quotes nothing, so a plain split is exact here
+    path.write_text("\n".join(",".join(c for i, c in enumerate(l.split(",")) if i != idx) for l in lines) + "\n")
+
+
+def _cli(data, out):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--month", "2025-01", "--data", str(data),
+                           "--out", str(out)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: _drop_column(d / SUB, "amount"), f"{SUB}: required column 'amount' is missing"),
+    (lambda d: (d / "exports/2025-01/project_billing.csv").unlink(),
+     "exports/2025-01/project_billing.csv: required file is missing"),
+    (lambda d: (d / SUB).open("ab").write(b"X1,I,2025-01-02,C,S,2025-01-01,platform,USD,1\xff.00,charge,\n"),
+     f"{SUB}: unreadable"),
+    (lambda d: (d / "reference/program.yaml").write_text(
+        (d / "reference/program.yaml").read_text() + "validation:\n  max_quarantine_pct: 0.1\n"),
+     "quarantine rate"),
+])
+def test_fatal_kinds_stop_the_run_and_publish_nothing(data, tmp_path, corrupt, message):
+    corrupt(data)
+    out = tmp_path / "out"
+    proc = _cli(data, out)
+    assert proc.returncode == 1
+    line = proc.stderr.strip()
+    assert "\n" not in line and message in line, line
+    assert not (out / "2025-01").exists()
+    assert not (out / "ledger.duckdb").exists()
+    if "quarantine rate" in message:
+        assert "% is above the limit 0.1% (program.yaml validation.max_quarantine_pct)" in line
+
+
+def test_warning_kinds_are_reported_and_the_month_is_published(data, tmp_path):
+    out = tmp_path / "out"
+    run_month(data, out, "2025-01")
+    results = json.loads((out / "2025-01" / "validation" / "results.json").read_text())
+    assert results["status"] == "warnings" and results["success"] is True
+    warnings = "\n".join(results["warning_messages"])
+    # the sample's bad rows, each seen by the gates as well as quarantined by the engine
+    for expected in ("subscription_billing", "line_id", "invoice_date", "amount", "currency"):
+        assert expected in warnings
+    exceptions = (out / "2025-01" / "exceptions.csv").read_text()
+    assert "date_outside_month" in exceptions and "malformed_row" in exceptions
+    assert (out / "2025-01" / "remittance.csv").exists()
+
+
+def test_clean_month_report_says_passed_and_renders_offline(tmp_path):
+    from conftest import GOLDEN
+
+    out = tmp_path / "out"
+    run_month(GOLDEN / "example7_withholding" / "data", out, "2025-03")
+    results = json.loads((out / "2025-03" / "validation" / "results.json").read_text())
+    assert results["status"] == "passed"
+    html = (out / "2025-03" / "validation" / "report.html").read_text()
+    assert "<style>" in html and "http://" not in html and "https://" not in html and "<script" not in html
+    assert "passed" in html.lower()
+
+
+def test_reconciliation_failure_is_fatal(data, tmp_path, monkeypatch):
+    """A result that does not reconcile (a bug) never reaches finance: simulate one remittance row off by a cent."""
+    from pipelines import gates
+
+    real = gates.validate_results
+
+    def tamper(con, out_dir, stage, month, program):
+        path = stage / "month" / "remittance.csv"
+        lines = path.read_text().splitlines()
+        cells = lines[1].split(",")
+        cells[7] = f"{float(cells[7]) + 0.01:.2f}"  # net_amount, one cent more than gross - withholding
+        lines[1] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        return real(con, out_dir, stage, month, program)
+
+    monkeypatch.setattr(gates, "validate_results", tamper)
+    with pytest.raises(PayoutError, match="remittance"):
+        run_month(data, tmp_path / "out", "2025-01")
+    assert not (tmp_path / "out" / "2025-01").exists()
