@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from pipelines.engine import PayoutError, run_month
 from pipelines.sample import write_sample
 
 SUB = "exports/2025-01/subscription_billing.csv"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +81,6 @@ def test_warning_kinds_are_reported_and_the_month_is_published(data, tmp_path):
 
 
 def test_clean_month_report_says_passed_and_renders_offline(tmp_path):
-    from conftest import GOLDEN
-
     out = tmp_path / "out"
     run_month(GOLDEN / "example7_withholding" / "data", out, "2025-03")
     results = json.loads((out / "2025-03" / "validation" / "results.json").read_text())
