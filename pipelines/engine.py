@@ -79,6 +79,7 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
     con = duckdb.connect(str(stage / "work.duckdb"), config=duckdb_settings())
     try:
         con.execute("set temp_directory = $d", {"d": str(spill)})
+        con.execute("set enable_progress_bar = false")  # log lines, not a terminal progress bar
         sqlfiles.install_macros(con)
         if attach_ledger:
             ledger.attach_read_only(con, out_dir)
