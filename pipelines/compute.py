@@ -90,7 +90,7 @@ def split(con: duckdb.DuckDBPyConnection, checked: str, clean: str) -> int:
         f"from {checked} where reason_code is not null"
     )
     # a view, not a copy: the clean rows are read once or twice downstream, never worth materialising
-    con.execute(f"create or replace view {clean} as select * exclude (reason_code, message) "
+    con.execute(f"create or replace temp view {clean} as select * exclude (reason_code, message) "
                 f"from {checked} where reason_code is null")
     (bad,) = con.execute(f"select count(*) from {checked} where reason_code is not null").fetchall()[0]
     return bad
@@ -160,7 +160,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     b("new_movements")
     b("carried_movements")
     # a view: the month's movements are not copied again, only the (few) carried ones were
-    con.execute("create or replace view open_movements as "
+    con.execute("create or replace temp view open_movements as "
                 "select * from carried_movements union all by name select * from new_movements")
     return params
 
@@ -170,7 +170,7 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     # a view: both sides are tables already, and a union of them costs nothing to scan again
     con.execute("alter table sub_shares add column note varchar")
     con.execute(
-        """create or replace view credits as
+        """create or replace temp view credits as
            select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,
                   invoice_date, customer_id, item, currency, digits, amount_minor, source_file, row_number,
                   'subscription' as source, credited_program, note

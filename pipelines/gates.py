@@ -118,17 +118,8 @@ def validate_results(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path,
     previous = _previous_balances(con, out_dir, month)
     report.validate("balance_chain", validation.balance_chain_frame(balances, previous),
                     severity=validation.FATAL, runtime_params=params)
-    lines = _frame(con, """
-        with shares as (select line_id, sum(share_minor) as s from credits group by line_id),
-             claws as (select line_id, sum(clawback_minor) as s from clawbacks group by line_id),
-             lines as (select line_id, currency, amount_minor from charges
-                       union all select line_id, currency, amount_minor from refunds)
-        select l.line_id, l.currency, l.amount_minor::bigint as amount,
-               (coalesce(sh.s, 0) + coalesce(cl.s, 0))::bigint as partner_shares,
-               (l.amount_minor - coalesce(sh.s, 0) - coalesce(cl.s, 0))::bigint as company_share
-        from lines as l
-        left join shares as sh on sh.line_id = l.line_id
-        left join claws as cl on cl.line_id = l.line_id""")
+    # one row per billing line, written by compute (shares summed per line there)
+    lines = _frame(con, "select line_id, currency, amount, partner_shares, company_share from line_reconciliation")
     report.validate("line_reconciliation", lines, severity=validation.FATAL, runtime_params=params)
     report.check_quarantine(summary["files"], float(program.validation.max_quarantine_pct))
     _raise(report)

@@ -122,7 +122,7 @@ def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
 
 def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:
     """`checked_<key>` -> `stg_<key>` (usable rows) + quarantine; returns (used, quarantined)."""
-    sqlfiles.build(con, f"checked_{f.key}", **params)
+    sqlfiles.build(con, f"checked_{f.key}", persist=True, **params)
     con.execute(
         f"create or replace view stg_{f.key} as "
         f"select * exclude (reason_code, message) from checked_{f.key} where reason_code is null"

@@ -29,15 +29,21 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute((SQL_DIR / "macros.sql").read_text(encoding="utf-8"))
 
 
-def build(con: duckdb.DuckDBPyConnection, name: str, **params: object) -> int:
-    """Create (or replace) table `name` from `sql/<name>/query.sql`; returns its row count."""
+def build(con: duckdb.DuckDBPyConnection, name: str, *, persist: bool = False, **params: object) -> int:
+    """Create (or replace) table `name` from `sql/<name>/query.sql`; returns its row count.
+
+    The table is a TEMP table (memory, spilling to the temp directory past the memory limit) unless
+    `persist`: only what a later step, possibly in another process, reads is written to the
+    database file. Writing every intermediate 10M-row table to disk was most of compute's time.
+    """
     sql = query_text(name)
     wanted = set(_PARAM.findall(_strip_comments(sql)))
     missing = wanted - params.keys()
     if missing:
         raise KeyError(f"sql/{name}/query.sql needs parameters {sorted(missing)}")
     t0 = time.perf_counter()
-    con.execute(f'create or replace table "{name}" as\n{sql}', {k: params[k] for k in wanted})
+    kind = "table" if persist else "temp table"
+    con.execute(f'create or replace {kind} "{name}" as\n{sql}', {k: params[k] for k in wanted})
     (rows,) = con.execute(f'select count(*) from "{name}"').fetchall()[0]
     TIMINGS[name] = time.perf_counter() - t0
     log.info("built %s: %d rows in %.2f s", name, rows, TIMINGS[name])

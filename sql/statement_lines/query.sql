@@ -118,4 +118,3 @@ select
     safe_text(note) as note
 from all_rows as a
 join results as r on r.partner_id = a.partner_id
-order by statement_partner_id, line
