@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 STAGING = ".staging"
 LEDGER_BASE = "ledger_base.json"
+LEDGER_DELTA = "ledger_delta"
 
 
 class PayoutError(RuntimeError):
@@ -152,6 +153,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
 def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
     """Great Expectations gates on the inputs (fatal problems stop the run here)."""
     with _work_db(out_dir, month, attach_ledger=False) as con:
+        ingest_mod.check_sources_unchanged(con)  # the raw views read the exports again
         return gates.validate_inputs(con, data_dir, staging_dir(out_dir, month), month, _program(data_dir))
 
 
@@ -177,7 +179,7 @@ def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
         }
         written = outputs.write_month(con, month_dir, params, file_rows)
         t3 = time.perf_counter()
-        outputs.write_ledger_delta(con, params)
+        outputs.write_ledger_delta(con, params, stage / LEDGER_DELTA)
         log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",
                  month, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     # what the ledger ended at when this month was computed: publish refuses if it moved since
@@ -212,7 +214,7 @@ def publish(data_dir: Path, out_dir: Path, month: str) -> dict:
     if target.exists():
         os.replace(target, trash)  # a rerun of the latest month replaces it
     os.replace(month_dir, target)
-    ledger.apply_month(out_dir, stage / "work.duckdb", month)
+    ledger.apply_month(out_dir, stage / LEDGER_DELTA, month, duckdb_settings())
     shutil.rmtree(stage)
     parent = out_dir / STAGING
     if parent.exists() and not any(parent.iterdir()):

@@ -114,19 +114,18 @@ class ChainError(ValueError):
     pass
 
 
-def apply_month(out_dir: Path, staged_db: Path, month: str) -> None:
-    """Replace `month` in the ledger with the staged rows, in one transaction."""
+def apply_month(out_dir: Path, delta_dir: Path, month: str, config: dict | None = None) -> None:
+    """Replace `month` in the ledger with the staged rows (`<delta_dir>/<table>.parquet`), in one transaction."""
     path = ledger_path(out_dir)
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config=config or {})
     try:
         create_tables(con, "main")
-        con.execute("attach $p as staged (read_only)", {"p": str(staged_db)})
         con.execute("begin transaction")
         for name in TABLES:
             con.execute(f"delete from main.{name} where billing_month = $m", {"m": month})
-            con.execute(f"insert into main.{name} by name select * from staged.ledger_{name}")
+            con.execute(f"insert into main.{name} by name select * from read_parquet($p)",
+                        {"p": str(delta_dir / f"{name}.parquet")})
         con.execute("commit")
-        con.execute("detach staged")
         con.execute("checkpoint")
     finally:
         con.close()

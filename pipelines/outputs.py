@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -266,8 +267,12 @@ def _identity(name: str, lhs: int, rhs: int, digits: int) -> dict:
     return {"name": name, "holds": int(lhs) == int(rhs), "lhs": _fmt(int(lhs), digits), "rhs": _fmt(int(rhs), digits)}
 
 
-def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict) -> None:
-    """Tables `ledger_<name>` holding this month's rows of each ledger table (applied at publish)."""
+def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: Path) -> None:
+    """`<delta_dir>/<name>.parquet`: this month's rows of each ledger table (applied at publish).
+
+    Parquet, not tables in the work database: written in parallel and read once by publish, so the
+    month's 10M billing lines are written to a database file once (the ledger's), not twice.
+    """
     m = {"m": params["billing_month"], "pc": params["program_currency"]}
     stmts = {
         "months": "select $m as billing_month, $pc as program_currency",
@@ -296,5 +301,15 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict) -> None:
            select movement_id, billing_month from open_movements
            where (payable or not netted) and partner_id not in (select partner_id from held_partners)"""
     )
+    if delta_dir.exists():
+        shutil.rmtree(delta_dir)
+    delta_dir.mkdir(parents=True)
     for name, sql in stmts.items():
-        con.execute(f"create or replace table ledger_{name} as {sql}", {k: v for k, v in m.items() if f"${k}" in sql})
+        bound = {k: v for k, v in m.items() if f"${k}" in sql}
+        rel = con.sql(sql, params=bound or None)
+        # Parquet has no 128-bit integer: money columns go as DECIMAL(38, 0), exact, and come back
+        # as HUGEINT when publish inserts them into the ledger's typed tables
+        cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
+                         for c, t in zip(rel.columns, rel.types))
+        con.execute(f"copy (select {cols} from ({sql})) to {_sql_path(delta_dir / (name + '.parquet'))} "
+                    "(format parquet)", bound)

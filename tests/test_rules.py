@@ -181,3 +181,54 @@ def test_referrals_holding_period_and_fees_not_netted(tmp_path):
     }
     assert [(r["record_id"], r["reason_code"]) for r in read_rows(out / "2025-04" / "exceptions.csv")] == [
         ("E6", "repeated_referral_event")]
+
+
+def test_tier_base_runs_on_when_the_scope_changes_mid_month(tmp_path):
+    # Version A (lifetime) until 2025-03-15, version B (calendar_year) from 2025-03-16; one step at
+    # 1000 (+0.10). The month's charges build one base whatever the scope: X1 takes it 0 -> 800
+    # (800 x 0.25 = 200.00); X2 then runs it 800 -> 1200: 200 x 0.25 + 200 x 0.35 = 120.00.
+    version = PROGRAM.read_text().split("agreements:")[1].split("payout:")[0]
+    a = version.replace("effective_from: 2025-01-01", "effective_from: 2024-01-01").replace(
+        "steps: [{above: 1000000, uplift: 0.10}]", "steps: [{above: 1000, uplift: 0.10}]")
+    b = a.replace("effective_from: 2024-01-01", "effective_from: 2025-03-16").replace(
+        "scope: lifetime ", "scope: calendar_year ")
+    assert "calendar_year" in b
+    program = PROGRAM.read_text().split("agreements:")[0] + "agreements:" + a + b.split("\n", 1)[1] + "payout:" + \
+        PROGRAM.read_text().split("payout:")[1]
+    data = build(
+        tmp_path / "data", program=program, partners=[partner("P1")],
+        attributions=[claim("A1", "C1", "P1", valid_from="2020-01-01")],
+        months={"2025-03": {"subscription_billing": [
+            sub("X1", "C1", "800.00", "2025-03-05", subscription_start="2024-03-01"),
+            sub("X2", "C1", "400.00", "2025-03-20", subscription_start="2024-03-01"),
+        ]}},
+    )
+    out = tmp_path / "out"
+    run_month(data, out, "2025-03")
+    shares = {r["record_id"]: r["amount"] for r in read_rows(out / "2025-03" / "statements" / "P1.csv")
+              if r["entry"] == "share"}
+    assert shares == {"X1": "200.00", "X2": "120.00"}
+    assert balances(out, "2025-03")["P1"] == (
+        "0.00", "320.00", "0.00", "0.00", "0.00", "0.00", "320.00", "0.00", "320.00", "0.00", "paid")
+
+
+def test_carried_balance_of_a_removed_or_recurrenced_partner_is_held_not_fatal(tmp_path):
+    # March: P1 earns 25.00 on a 100.00 charge (below the 50 minimum: carried). April has no lines.
+    # P1 removed from partners.csv: held as unknown_partner; P1 now paid in EUR: payout_currency_changed.
+    # Either way April is computed (exit 0) and the 25.00 USD stays on the account.
+    march = {"subscription_billing": [sub("L1", "C1", "100.00", "2025-03-10")]}
+    for case, april_partners in (("unknown_partner", [partner("P2")]),
+                                 ("payout_currency_changed", [partner("P1", payout_currency="EUR")])):
+        root = tmp_path / case
+        data = build(root / "data", partners=[partner("P1")], attributions=[claim("K1", "C1", "P1")],
+                     fx=[{"rate_date": "2025-01-01", "currency": "EUR", "rate": "1.1"}],
+                     months={"2025-03": march, "2025-04": {}})
+        out = root / "out"
+        run_month(data, out, "2025-03")
+        assert balances(out, "2025-03")["P1"][-2:] == ("25.00", "below_minimum")
+        build(root / "data", partners=april_partners, attributions=[claim("K1", "C1", "P1")],
+              fx=[{"rate_date": "2025-01-01", "currency": "EUR", "rate": "1.1"}], months={"2025-04": {}})
+        run_month(data, out, "2025-04")
+        assert balances(out, "2025-04")["P1"] == (
+            "25.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "25.00", case)
+        assert not read_rows(out / "2025-04" / "remittance.csv")

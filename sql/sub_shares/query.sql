@@ -67,37 +67,28 @@ opening as (
     group by partner_id
 ),
 
-partner_base as (
-    -- per partner (and tier scope): the base before the month and the month's credited total
-    select
-        r.partner_id,
-        r.tier_scope,
-        case when r.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
-            as opening_base,
-        sum(r.credited_program) as month_total
-    from rated as r
-    left join opening as o on o.partner_id = r.partner_id
-    group by all
-),
-
 day_totals as (
-    -- per partner, scope and invoice day: the day's credited total (a few thousand rows)
-    select partner_id, tier_scope, invoice_date, sum(credited_program) as day_total
+    -- per partner and invoice day: the day's credited total (a few thousand rows). a day has one
+    -- agreement version, so one tier scope; the month lies in one calendar year, so the month's
+    -- running sum is the same under either scope and only the opening base depends on it.
+    select partner_id, invoice_date, any_value(tier_scope) as tier_scope, sum(credited_program) as day_total
     from rated
-    group by all
+    group by partner_id, invoice_date
 ),
 
 day_bases as (
-    -- the tier base at the start and end of each day: opening + the days before (in date order)
+    -- the tier base at the start of each day: the opening base of the day's scope + the month's
+    -- earlier days (whatever their scope), in date order
     select
         d.partner_id,
-        d.tier_scope,
         d.invoice_date,
-        p.opening_base + coalesce(sum(d.day_total) over (
-            partition by d.partner_id, d.tier_scope order by d.invoice_date
+        d.day_total,
+        case when d.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
+        + coalesce(sum(d.day_total) over (
+            partition by d.partner_id order by d.invoice_date
             rows between unbounded preceding and 1 preceding), 0) as day_base
     from day_totals as d
-    join partner_base as p on p.partner_id = d.partner_id and p.tier_scope = d.tier_scope
+    left join opening as o on o.partner_id = d.partner_id
 ),
 
 flagged as (
@@ -108,28 +99,24 @@ flagged as (
         b.*,
         exists (
             select 1 from tier_steps as s
-            where s.above > b.day_base and s.above < b.day_base + t.day_total
+            where s.above > b.day_base and s.above < b.day_base + b.day_total
         ) as needs_running_base
     from day_bases as b
-    join day_totals as t
-        on t.partner_id = b.partner_id and t.tier_scope = b.tier_scope and t.invoice_date = b.invoice_date
 ),
 
 based as (
     select r.*, f.day_base as base_before
     from rated as r
-    join flagged as f
-        on f.partner_id = r.partner_id and f.tier_scope = r.tier_scope and f.invoice_date = r.invoice_date
+    join flagged as f on f.partner_id = r.partner_id and f.invoice_date = r.invoice_date
     where not f.needs_running_base
     union all
     select
         r.*,
         f.day_base + coalesce(sum(r.credited_program) over (
-            partition by r.partner_id, r.tier_scope, r.invoice_date order by r.line_id, r.credit_key
+            partition by r.partner_id, r.invoice_date order by r.line_id, r.credit_key
             rows between unbounded preceding and 1 preceding), 0) as base_before
     from rated as r
-    join flagged as f
-        on f.partner_id = r.partner_id and f.tier_scope = r.tier_scope and f.invoice_date = r.invoice_date
+    join flagged as f on f.partner_id = r.partner_id and f.invoice_date = r.invoice_date
     where f.needs_running_base
 ),
 
