@@ -101,7 +101,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
             f"""
             create or replace view raw_{f.key} as
             select l.row_number, {select}
-            from read_csv({_sql_text(str(src.resolve()))}, header = {str(src == path).lower()}, columns = {columns},
+            from read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, columns = {columns},
                           auto_detect = false, delim = ',', quote = '"', escape = '"', strict_mode = false,
                           null_padding = false) as r
             positional join lines_{f.key} as l
@@ -111,11 +111,6 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
     con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
     log.info("%s: %d rows read, %d malformed", label, n_good + n_bad, n_bad)
     return n_good + n_bad
-
-
-def _sql_text(value: str) -> str:
-    """A path as a SQL string literal: a view's text cannot hold bound parameters."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 SOURCES_DDL = "create table if not exists raw_sources (file varchar, path varchar, size bigint, mtime_ns bigint)"

@@ -39,14 +39,9 @@ def statement_filename(partner_id: str) -> str:
     return safe + ".csv"
 
 
-def _sql_path(path: Path) -> str:
-    """A path as a SQL string literal (paths are ours, under the staging folder, never data)."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
     """Write a query's rows as CSV: header, quotes only where needed, nulls as empty fields."""
-    con.execute(f"copy ({query}) to {_sql_path(path)} (format csv, header)")
+    con.execute(f"copy ({query}) to {sqlfiles.sql_literal(str(path))} (format csv, header)")
     return int(con.execute(f"select count(*) from ({query})").fetchall()[0][0])
 
 
@@ -93,7 +88,7 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
         path = statements / statement_filename(pid)
         con.execute(
             f"""copy (select {cols} from statement_rows where statement_partner_id = $pid order by line)
-                to {_sql_path(path)} (format csv, header)""",
+                to {sqlfiles.sql_literal(str(path))} (format csv, header)""",
             {"pid": pid},
         )
     con.execute("drop table statement_rows")
@@ -311,5 +306,5 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         # as HUGEINT when publish inserts them into the ledger's typed tables
         cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
                          for c, t in zip(rel.columns, rel.types))
-        con.execute(f"copy (select {cols} from ({sql})) to {_sql_path(delta_dir / (name + '.parquet'))} "
+        con.execute(f"copy (select {cols} from ({sql})) to {sqlfiles.sql_literal(str(delta_dir / (name + '.parquet')))} "
                     "(format parquet)", bound)

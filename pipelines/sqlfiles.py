@@ -25,6 +25,12 @@ def query_text(name: str) -> str:
     return (SQL_DIR / name / "query.sql").read_text(encoding="utf-8")
 
 
+def sql_literal(value: str) -> str:
+    """A string as a SQL literal, for the few places that cannot bind a parameter (a COPY's target
+    path, a view's text). Only our own paths go through here, never values from the data."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute((SQL_DIR / "macros.sql").read_text(encoding="utf-8"))
 

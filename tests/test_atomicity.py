@@ -84,3 +84,17 @@ def test_publish_refuses_when_the_ledger_moved_since_compute(tmp_path):
         {k: v for k, v in before.items() if not k.startswith(".staging")}
     run_month(data, out, "2025-04")                   # recomputing April works
     assert (out / "2025-04" / "remittance.csv").exists()
+
+
+def test_an_export_changed_between_ingest_and_the_input_gate_is_refused(tmp_path):
+    # The input gate reads the exports again (ingest keeps only their row numbers): a file replaced
+    # in between (e.g. a late re-drop while the DAG runs) must not be validated against stale rows.
+    data, out = _tree(tmp_path / "data"), tmp_path / "out"
+    engine.prepare(data, out, "2025-03")
+    engine.ingest(data, out, "2025-03")
+    path = data / "exports" / "2025-03" / "subscription_billing.csv"
+    path.write_text(path.read_text() + "L2,I2,2025-03-11,C1,S,2025-01-01,platform,USD,1.00,charge,\n")
+    with pytest.raises(PayoutError, match="subscription_billing.csv changed since it was ingested"):
+        engine.validate_inputs(data, out, "2025-03")
+    engine.ingest(data, out, "2025-03")  # a retried ingest reads the new file, and the gate goes on
+    assert engine.validate_inputs(data, out, "2025-03")["suites"] > 0
