@@ -108,6 +108,9 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
             """
         )
         _record_source(con, f.key, src)
+        # The type checks read it from a temp copy: a positional join scans on one thread, and the
+        # checks then run in parallel on the copy (the temp table shadows the view on this connection).
+        con.execute(f"create or replace temp table raw_{f.key} as select * from main.raw_{f.key}")
     con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
     log.info("%s: %d rows read, %d malformed", label, n_good + n_bad, n_bad)
     return n_good + n_bad
