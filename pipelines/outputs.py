@@ -101,12 +101,12 @@ def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = 
 
 def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict) -> dict:
     month = params["billing_month"]
-    # per line currency, exact minor units, formatted with the currency's digits
     # one row per usable billing line with the partners' shares and clawbacks: every per-line and
-    # per-currency control total below is read from it, and the result gate reads its persisted copy
+    # per-currency control total below is read from it, and so is the result gate (maybe in another
+    # process): a table in the database file, which DuckDB can also evict under a tight memory limit
     con.execute(
         """
-        create or replace temp table line_totals as
+        create or replace table line_totals as
         with lines as (
             select line_id, source, currency, digits, amount_minor, line_type from charges
             union all select line_id, source, currency, digits, amount_minor, line_type from refunds
@@ -122,9 +122,9 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
         left join claws as cl on cl.line_id = l.line_id
         """
     )
-    # what validate_results (maybe another process) checks line by line: written to the database file
+    # what validate_results checks line by line
     con.execute(
-        """create or replace table line_reconciliation as
+        """create or replace view line_reconciliation as
            select line_id, currency, amount_minor::bigint as amount,
                   (partner_share + clawed_back)::bigint as partner_shares, company_share::bigint as company_share
            from line_totals"""
