@@ -110,13 +110,21 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
         _record_source(con, f.key, src)
         # The type checks read it from a temp copy: a positional join scans on one thread, and the
         # checks then run in parallel on the copy (the temp table shadows the view on this connection).
-        con.execute(f"create or replace temp table raw_{f.key} as select * from main.raw_{f.key}")
+        try:
+            con.execute(f"create or replace temp table raw_{f.key} as select * from main.raw_{f.key}")
+        except duckdb.Error as exc:  # e.g. bytes that are not UTF-8: the file cannot be read as text
+            raise _unreadable(label, exc) from None
     con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
     log.info("%s: %d rows read, %d malformed", label, n_good + n_bad, n_bad)
     return n_good + n_bad
 
 
 SOURCES_DDL = "create table if not exists raw_sources (file varchar, path varchar, size bigint, mtime_ns bigint)"
+
+
+def _unreadable(label: str, exc: duckdb.Error) -> MissingInput:
+    first = str(exc).splitlines()[0].replace("Invalid Input Error: ", "")
+    return MissingInput(f"{label}: unreadable: {first}")
 
 
 def _record_source(con: duckdb.DuckDBPyConnection, key: str, src: Path) -> None:
@@ -145,9 +153,8 @@ def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params:
     """`checked_<key>` -> `stg_<key>` (usable rows) + quarantine; returns (used, quarantined)."""
     try:
         sqlfiles.build(con, f"checked_{f.key}", persist=True, **params)
-    except duckdb.Error as exc:  # e.g. bytes that are not UTF-8: the file cannot be read as text
-        first = str(exc).splitlines()[0].replace("Invalid Input Error: ", "")
-        raise MissingInput(f"{f.label(month)}: unreadable: {first}") from None
+    except duckdb.Error as exc:
+        raise _unreadable(f.label(month), exc) from None
     con.execute(
         f"create or replace view stg_{f.key} as "
         f"select * exclude (reason_code, message) from checked_{f.key} where reason_code is null"
