@@ -137,7 +137,7 @@ def _record_source(con: duckdb.DuckDBPyConnection, key: str, src: Path) -> None:
 def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
     """The `raw_<key>` views read the exports again: refuse if one changed since ingest."""
     con.execute(SOURCES_DDL)
-    for key, path, size, mtime in con.execute("select * from raw_sources order by file").fetchall():
+    for path, size, mtime in con.execute("select path, size, mtime_ns from raw_sources order by file").fetchall():
         p = Path(path)
         st = p.stat() if p.exists() else None
         if st is None or (st.st_size, st.st_mtime_ns) != (size, mtime):

@@ -40,7 +40,8 @@ def build(con: duckdb.DuckDBPyConnection, name: str, *, persist: bool = False, *
 
     The table is a TEMP table (memory, spilling to the temp directory past the memory limit) unless
     `persist`: only what a later step, possibly in another process, reads is written to the
-    database file. Writing every intermediate 10M-row table to disk was most of compute's time.
+    database file (at 1M lines, compute went from 27 s to 16 s when its intermediates became temp
+    tables; measured 2026-12-01).
     """
     sql = query_text(name)
     wanted = set(_PARAM.findall(_strip_comments(sql)))
