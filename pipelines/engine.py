@@ -152,6 +152,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
 @_timed("validate_inputs")
 def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
     """Great Expectations gates on the inputs (fatal problems stop the run here)."""
+    _prewarm_gx()
     with _work_db(out_dir, month, attach_ledger=False) as con:
         ingest_mod.check_sources_unchanged(con)  # the raw views read the exports again
         return gates.validate_inputs(con, data_dir, staging_dir(out_dir, month), month, _program(data_dir))
@@ -190,6 +191,7 @@ def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
 @_timed("validate_results")
 def validate_results(data_dir: Path, out_dir: Path, month: str) -> dict:
     """Great Expectations gates on the results, before anything is published."""
+    _prewarm_gx()
     with _work_db(out_dir, month) as con:
         return gates.validate_results(con, out_dir, staging_dir(out_dir, month), month, _program(data_dir))
 
@@ -224,8 +226,16 @@ def publish(data_dir: Path, out_dir: Path, month: str) -> dict:
     return {"month_dir": str(target), "net_paid": paid}
 
 
+def _prewarm_gx() -> None:
+    """Import Great Expectations in a background thread while DuckDB works (it takes seconds)."""
+    from pipelines import validation
+
+    validation.prewarm()
+
+
 def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
     """Everything `payouts run --month` does; on failure the published outputs and ledger are unchanged."""
+    _prewarm_gx()  # overlaps the import with ingest, which runs in DuckDB (outside the GIL)
     steps = (prepare, ingest, validate_inputs, compute, validate_results, publish)
     results = {}
     try:

@@ -97,16 +97,14 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
         con.register("good_lines", good_lines)
         con.execute(f"create or replace table lines_{f.key} as select row_number from good_lines")
         con.unregister("good_lines")
-        con.execute(
-            f"""
-            create or replace view raw_{f.key} as
-            select l.row_number, {select}
-            from read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, columns = {columns},
-                          auto_detect = false, delim = ',', quote = '"', escape = '"', strict_mode = false,
-                          null_padding = false) as r
-            positional join lines_{f.key} as l
-            """
-        )
+        reader = (f"read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, "
+                  f"columns = {columns}, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+                  "strict_mode = false, null_padding = false)")
+        con.execute(f"create or replace view raw_{f.key} as select l.row_number, {select} "
+                    f"from {reader} as r positional join lines_{f.key} as l")
+        # the same rows without their line numbers, for the input gate: a plain scan runs on every
+        # core, the positional join above on one
+        con.execute(f"create or replace view rawtext_{f.key} as select {select} from {reader} as r")
         _record_source(con, f.key, src)
         # The type checks read it from a temp copy: a positional join scans on one thread, and the
         # checks then run in parallel on the copy (the temp table shadows the view on this connection).
@@ -147,6 +145,7 @@ def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
 def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
     cols = ", ".join(f'null::varchar as "{c}"' for c in f.columns)
     con.execute(f"create or replace table raw_{f.key} as select null::bigint as row_number, {cols} limit 0")
+    con.execute(f"create or replace view rawtext_{f.key} as select * exclude (row_number) from raw_{f.key}")
 
 
 def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:

@@ -65,34 +65,58 @@ def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, f
 
 
 def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict) -> int:
-    """One CSV per partner, rows in statement line order.
+    """One CSV per partner, rows in statement line order, numbered 1, 2, ... per partner.
 
-    `sql/statement_lines/query.sql` is sorted once into a temp table by (partner, line); each
-    partner's file is then one COPY of its contiguous slice (row-group zone maps skip the rest).
-    A single partitioned COPY would be faster to write but does not keep row order within a
-    partition when it runs on several threads, and reruns must give the same bytes.
+    `sql/statement_lines/query.sql` is sorted once by (partner, statement order) and streamed in
+    Arrow batches; each batch is cut at partner boundaries and its slices appended to the partners'
+    files by Polars' CSV writer (header once per file, quotes only where needed, nulls empty). One
+    sort and one pass: no window function, no query per partner, memory bounded by the batch.
     """
-    pids = [r[0] for r in con.execute("select partner_id from partner_results order by partner_id").fetchall()]
+    import polars as pl
+
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
-    if not pids:
-        return 0
-    cols = ", ".join(STATEMENT_COLUMNS)
-    con.execute(
-        f"""create or replace temp table statement_rows as
-            select statement_partner_id, {cols} from ({sqlfiles.query_text("statement_lines")})
-            order by statement_partner_id, line""",
-        params,
-    )
-    for pid in pids:
-        path = statements / statement_filename(pid)
-        con.execute(
-            f"""copy (select {cols} from statement_rows where statement_partner_id = $pid order by line)
-                to {sqlfiles.sql_literal(str(path))} (format csv, header)""",
-            {"pid": pid},
-        )
-    con.execute("drop table statement_rows")
+    order = "statement_partner_id, sort_section, sort_kind, sort_date, sort_key, sort_n"
+    cols = [c for c in STATEMENT_COLUMNS if c != "line"]
+    rel = con.sql(f"select statement_partner_id, {', '.join(cols)} from ({sqlfiles.query_text('statement_lines')}) "
+                  f"order by {order}", params=params)
+    reader = rel.fetch_arrow_reader(STATEMENT_BATCH_ROWS)
+    written: dict[str, int] = {}
+    current, fh = None, None
+    try:
+        for batch in reader:
+            frame = pl.from_arrow(batch)
+            if frame.height == 0:
+                continue
+            ids = frame["statement_partner_id"]
+            # the batch is sorted by partner: a new slice starts wherever the id changes
+            starts = ids.ne_missing(ids.shift(1)).arg_true().to_list() + [frame.height]
+            for a, b in zip(starts, starts[1:]):
+                pid = ids[a]
+                if pid != current:
+                    if fh is not None:
+                        fh.close()
+                    if pid in written:
+                        raise RuntimeError(f"statement rows of {pid} are not contiguous")
+                    current, fh = pid, open(statements / statement_filename(pid), "wb")
+                    written[pid] = 0
+                part = frame.slice(a, b - a)
+                first = written[pid] + 1
+                part = part.select(pl.int_range(first, first + part.height, dtype=pl.Int64).alias("line"), *cols)
+                part.write_csv(fh, include_header=written[pid] == 0, null_value="", quote_style="necessary",
+                               line_terminator="\n")
+                written[pid] += part.height
+    finally:
+        if fh is not None:
+            fh.close()
+    pids = [r[0] for r in con.execute("select partner_id from partner_results order by partner_id").fetchall()]
+    if sorted(written) != pids:
+        raise RuntimeError("statements were not written for exactly the partners in partner_results")
     return len(pids)
+
+
+#: rows per Arrow batch when streaming statements (bounds the writer's memory)
+STATEMENT_BATCH_ROWS = 200_000
 
 
 def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> dict[str, str]:

@@ -7,6 +7,7 @@ the destination table, which is the step's own folder name, never data.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from functools import lru_cache
@@ -50,11 +51,25 @@ def build(con: duckdb.DuckDBPyConnection, name: str, *, persist: bool = False, *
         raise KeyError(f"sql/{name}/query.sql needs parameters {sorted(missing)}")
     t0 = time.perf_counter()
     kind = "table" if persist else "temp table"
+    profile_dir = os.environ.get("PAYOUTS_PROFILE_DIR")
+    if profile_dir:  # EXPLAIN ANALYZE of every step, one file per step (for `make bench` work)
+        con.execute("set enable_profiling = 'query_tree_optimizer'")
+        con.execute(f"set profiling_output = {sql_literal(str(Path(profile_dir) / (name + '.txt')))}")
     con.execute(f'create or replace {kind} "{name}" as\n{sql}', {k: params[k] for k in wanted})
+    if profile_dir:
+        con.execute("pragma disable_profiling")
     (rows,) = con.execute(f'select count(*) from "{name}"').fetchall()[0]
     TIMINGS[name] = time.perf_counter() - t0
     log.info("built %s: %d rows in %.2f s", name, rows, TIMINGS[name])
     return rows
+
+
+def build_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Create (or replace) temp view `name` from `sql/<name>/query.sql` (a view takes no parameters)."""
+    sql = query_text(name)
+    if _PARAM.findall(_strip_comments(sql)):
+        raise KeyError(f"sql/{name}/query.sql is a view and cannot take parameters")
+    con.execute(f'create or replace temp view "{name}" as\n{sql}')
 
 
 # seconds per SQL step in this process, for the benchmark's breakdown

@@ -557,6 +557,134 @@ def _fmt_num(v: Any) -> str:
 # validate_frame
 
 
+class SqlFrame:
+    """A query in a DuckDB connection, validated without loading its rows into Python.
+
+    The compact reductions (value counts, null counts, duplicated keys) run as DuckDB GROUP BYs,
+    which are multi-threaded and bounded by the connection's memory limit (spilling past it), and
+    only their small results become Polars frames. A suite that needs a derived column on every
+    row, or a row condition on a uniqueness check, loads just the columns it needs.
+    """
+
+    def __init__(self, con: Any, query: str):
+        self.con = con
+        self.query = query
+        empty = pl.from_arrow(con.sql(f"select * from ({query}) limit 0").to_arrow_table())
+        self.schema = empty.schema
+        self.columns = list(empty.columns)
+        self._height: int | None = None
+
+    def _sql(self, sql: str) -> pl.DataFrame:
+        return pl.from_arrow(self.con.sql(sql).to_arrow_table())
+
+    @property
+    def height(self) -> int:
+        if self._height is None:
+            (self._height,) = self.con.execute(f"select count(*) from ({self.query})").fetchall()[0]
+        return int(self._height)
+
+    def load(self, columns: Iterable[str] | None = None) -> pl.DataFrame:
+        cols = self.columns if columns is None else [c for c in self.columns if c in set(columns)]
+        return self._sql(f"select {_idents(cols)} from ({self.query})") if cols else pl.DataFrame()
+
+
+def _idents(cols: Iterable[str]) -> str:
+    return ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
+
+
+class _PolarsRows:
+    """The reductions of a frame already in memory."""
+
+    def __init__(self, pf: pl.DataFrame):
+        self.pf = pf
+        self.columns = list(pf.columns)
+        self.schema = pf.schema
+        self.height = pf.height
+
+    def load(self, columns: Iterable[str] | None = None) -> pl.DataFrame:
+        return self.pf if columns is None else self.pf.select([c for c in self.pf.columns if c in set(columns)])
+
+    def group_counts(self, cols: list[str]) -> pl.DataFrame:
+        return self.pf.group_by(cols).agg(pl.len().cast(pl.Int64).alias(_COUNT_COL))
+
+    def cardinalities(self, columns: list[str]) -> dict[str, int]:
+        return _cardinalities(self.pf, columns)
+
+    def nulls(self, c: str, cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        return _nulls_frame(self.pf, c, cond_expr)
+
+    def duplicates(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        return _duplicates_frame(self.pf, cols, cond_expr)
+
+
+class _SqlRows:
+    """The same reductions as :class:`_PolarsRows`, computed by DuckDB (see :class:`SqlFrame`)."""
+
+    def __init__(self, src: SqlFrame):
+        self.src = src
+        self.columns = src.columns
+        self.schema = src.schema
+
+    @property
+    def height(self) -> int:
+        return self.src.height
+
+    def load(self, columns: Iterable[str] | None = None) -> pl.DataFrame:
+        return self.src.load(columns)
+
+    def group_counts(self, cols: list[str]) -> pl.DataFrame:
+        frame = self.src._sql(f"select {_idents(cols)}, count(*) as {_COUNT_COL} from ({self.src.query}) group by all")
+        return frame.with_columns(pl.col(_COUNT_COL).cast(pl.Int64))
+
+    def cardinalities(self, columns: list[str]) -> dict[str, int]:
+        """Distinct counts in the first 100,000 rows: they only steer the plan, never a result."""
+        columns = sorted(set(columns))
+        if not columns:
+            return {}
+        counts = ", ".join(f'count(distinct "{c}") + max(case when "{c}" is null then 1 else 0 end)' for c in columns)
+        row = self.src.con.execute(f"select {counts} from (select * from ({self.src.query}) limit 100000)").fetchall()[0]
+        return {c: int(v or 0) for c, v in zip(columns, row)}
+
+    def nulls(self, c: str, cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        """Counts by (condition columns, null-ness) in DuckDB; the condition is applied to that small frame."""
+        cond_cols = [x for x in _condition_columns(cond) if x != c] if cond is not None else []
+        q = (f"select {_idents(cond_cols) + ', ' if cond_cols else ''}\"{c}\" is null as __isnull, "
+             f"min(\"{c}\") as {_idents([c])}, count(*) as {_COUNT_COL} from ({self.src.query}) group by all")
+        counts = self.src._sql(q)
+        if cond_expr is not None:
+            counts = counts.filter(cond_expr)
+        nulls = int(counts.filter(pl.col("__isnull"))[_COUNT_COL].sum() or 0)
+        present = counts.filter(~pl.col("__isnull"))
+        total = nulls + int(present[_COUNT_COL].sum() or 0)
+        value = present[c].min() if present.height else None  # a representative (the least) present value
+        values, weights = [], []
+        if total - nulls:
+            values.append(value)
+            weights.append(total - nulls)
+        if nulls:
+            values.append(None)
+            weights.append(nulls)
+        frame = pl.DataFrame({c: pl.Series(c, values, dtype=self.schema[c]),
+                              _COUNT_COL: pl.Series(_COUNT_COL, weights, dtype=pl.Int64)})
+        return frame, total, 0
+
+    def duplicates(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        if cond is not None:  # a row condition on a uniqueness check: load the columns it needs
+            return _duplicates_frame(self.load(set(cols) | set(_condition_columns(cond))), cols, cond_expr)
+        keys = _idents(cols)
+        all_null = " and ".join(f'"{c}" is null' for c in cols)
+        total = self.height
+        (missing,) = self.src.con.execute(f"select count(*) from ({self.src.query}) where {all_null}").fetchall()[0]
+        dups = self.src._sql(
+            f"select {keys}, count(*) as __n from ({self.src.query}) where not ({all_null}) "
+            f"group by all having count(*) > 1"
+        )
+        # every duplicated row once (as the in-memory reduction gives them), sorted
+        rows = dups.select(pl.col(cols).repeat_by(pl.col("__n"))).explode(cols) if dups.height else dups.select(cols)
+        rows = rows.sort(cols, nulls_last=True).with_columns(pl.lit(1, pl.Int64).alias(_COUNT_COL))
+        return rows, total, int(missing)
+
+
 def _to_polars(frame: Any) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
@@ -636,9 +764,9 @@ def validate_frame(
     if missing:
         raise SuiteError(f"suite {suite_name!r} needs runtime parameter(s): {', '.join(missing)}")
     file = file or spec.file or suite_name
-    pf = _to_polars(frame)
-    n_rows = pf.height
-    input_columns = list(pf.columns)
+    rows = _SqlRows(frame) if isinstance(frame, SqlFrame) else _PolarsRows(_to_polars(frame))
+    n_rows = rows.height
+    input_columns = list(rows.columns)
     present = set(input_columns)
     for d in spec.derived:  # in order: a derived column may build on an earlier one
         if all(c in present for c in _derived_sources(spec, d["name"])):
@@ -678,11 +806,14 @@ def validate_frame(
             for c in e.domain_columns + _condition_columns(e.kwargs.get("row_condition"))
             if c in derived
         }
-        on_rows |= _derive_on_rows(pf, spec, runnable)
-        pf = _derive(pf, [d for d in spec.derived if d["name"] in on_rows], params)
-        _run_compact(spec, pf, runnable, entries, params, input_columns)
+        on_rows |= _derive_on_rows(rows, spec, runnable)
+        if on_rows:  # a derived column on every row: the rows are needed in memory after all
+            if isinstance(rows, _SqlRows):
+                rows = _PolarsRows(rows.load())
+            rows = _PolarsRows(_derive(rows.pf, [d for d in spec.derived if d["name"] in on_rows], params))
+        _run_compact(spec, rows, runnable, entries, params, input_columns)
     else:
-        _run_full(spec, _derive(pf, spec.derived, params), runnable, entries, params)
+        _run_full(spec, _derive(rows.load(), spec.derived, params), runnable, entries, params)
 
     expectations = []
     for e in spec.expectations:
@@ -781,7 +912,8 @@ def _strip_kwargs(e: _Expectation, *, drop_mostly: bool) -> dict:
 
 
 def _run_compact(
-    spec: _SuiteSpec, pf: pl.DataFrame, runnable: list[_Expectation], entries: dict, params: Mapping, input_columns: list[str]
+    spec: _SuiteSpec, rows: "_PolarsRows | _SqlRows", runnable: list[_Expectation], entries: dict, params: Mapping,
+    input_columns: list[str],
 ) -> None:
     groups: dict[tuple, list[_Expectation]] = {}
     for e in runnable:
@@ -798,28 +930,28 @@ def _run_compact(
     def sources(columns: Iterable[str]) -> list[str]:
         out: set[str] = set()
         for c in columns:
-            out.update(_derived_sources(spec, c) if c in derived and c not in pf.columns else [c])
+            out.update(_derived_sources(spec, c) if c in derived and c not in rows.columns else [c])
         return sorted(out)
 
-    base_keys = _plan_bases(pf, {g: sources(set(g[1]) | cond_cols.get(g[1], set())) for g in groups if g[0] == "rowwise"})
+    base_keys = _plan_bases(rows, {g: sources(set(g[1]) | cond_cols.get(g[1], set())) for g in groups if g[0] == "rowwise"})
 
     for gkey, exps in groups.items():
         kind = gkey[0]
         configs = [_gx_config(spec, e, e.kwargs, entries[e.index]["severity"]) for e in exps]
         if kind in ("schema", "rowcount", "full"):
             if kind == "schema":  # the columns as given, without the derived ones
-                pdf = _to_pandas(pf.select(input_columns).head(0))
+                pdf = _to_pandas(pl.DataFrame(schema={c: rows.schema[c] for c in input_columns}))
             elif kind == "rowcount":
                 import pandas as pd
 
-                pdf = pd.DataFrame(index=pd.RangeIndex(pf.height))
+                pdf = pd.DataFrame(index=pd.RangeIndex(rows.height))
             else:
                 cols = set()
                 for e in exps:
                     cols |= set(e.domain_columns) | set(_condition_columns(e.kwargs.get("row_condition")))
                 if any(not isinstance(e.kwargs.get("row_condition"), (dict, type(None))) for e in exps):
-                    cols = set(pf.columns)  # pass-through conditions may use any column
-                pdf = _to_pandas(pf.select([c for c in pf.columns if c in cols]))
+                    cols = set(rows.columns)  # pass-through conditions may use any column
+                pdf = _to_pandas(rows.load(cols))
             res = _run_gx(spec, _ckey(spec, gkey, exps, entries), configs, pdf, params, _FULL_FORMAT)
             for e in exps:
                 _fill_from_gx(entries[e.index], res.get(e.id))
@@ -829,15 +961,15 @@ def _run_compact(
         cond = exps[0].kwargs.get("row_condition")
         cond_expr = _condition_expr(cond) if cond is not None else None
         if kind == "nulls":
-            compact, total, missing = _nulls_frame(pf, cols[0], cond_expr)
+            compact, total, missing = rows.nulls(cols[0], cond, cond_expr)
         elif kind == "unique":
-            compact, total, missing = _duplicates_frame(pf, cols, cond_expr)
+            compact, total, missing = rows.duplicates(cols, cond, cond_expr)
         else:  # row-wise expectations and distinct-value aggregates
             wanted = set(cols) | cond_cols.get(tuple(cols), set())
             key = base_keys[gkey]
             base = bases.get(key)
             if base is None:
-                base = pf.group_by(list(key)).agg(pl.len().cast(pl.Int64).alias(_COUNT_COL))
+                base = rows.group_counts(list(key))
                 bases[key] = base
             todo = [d for d in _derived_closure(spec, wanted) if d["name"] not in base.columns]
             if todo:
@@ -899,13 +1031,13 @@ def _cardinalities(pf: pl.DataFrame, columns: Iterable[str]) -> dict[str, int]:
     return dict(zip(columns, pf.head(100_000).select(pl.col(columns).n_unique()).row(0)))
 
 
-def _derive_on_rows(pf: pl.DataFrame, spec: _SuiteSpec, runnable: list[_Expectation]) -> set[str]:
+def _derive_on_rows(rows: "_PolarsRows | _SqlRows", spec: _SuiteSpec, runnable: list[_Expectation]) -> set[str]:
     """Derived columns of row-wise expectations that are cheaper to compute on every row than on a
     group_by of their sources: those combining two or more high-cardinality columns (an exact
     difference such as amount - shares - company share is nearly always 0, so it groups to one row)."""
     used = {c for e in runnable if _group_key(e)[0] == "rowwise" for c in e.domain_columns}
     derived = [d for d in spec.derived if d["name"] in used]
-    card = _cardinalities(pf, [c for d in derived for c in _derived_sources(spec, d["name"]) if c in pf.columns])
+    card = rows.cardinalities([c for d in derived for c in _derived_sources(spec, d["name"]) if c in rows.columns])
     return {
         d["name"]
         for d in derived
@@ -913,7 +1045,7 @@ def _derive_on_rows(pf: pl.DataFrame, spec: _SuiteSpec, runnable: list[_Expectat
     }
 
 
-def _plan_bases(pf: pl.DataFrame, group_sources: Mapping[tuple, list[str]]) -> dict[tuple, tuple]:
+def _plan_bases(rows: "_PolarsRows | _SqlRows", group_sources: Mapping[tuple, list[str]]) -> dict[tuple, tuple]:
     """Which group_by ("base") serves each row-wise group.
 
     Groups that share their high-cardinality columns (e.g. ``amount``) are served by one group_by over
@@ -924,7 +1056,7 @@ def _plan_bases(pf: pl.DataFrame, group_sources: Mapping[tuple, list[str]]) -> d
     columns = sorted({c for cols in group_sources.values() for c in cols})
     if not columns:
         return {}
-    card = _cardinalities(pf, columns)
+    card = rows.cardinalities(columns)
     high = {g: frozenset(c for c in cols if card[c] > _HIGH_CARDINALITY) for g, cols in group_sources.items()}
     merged: dict[frozenset, set] = {}
     for g, cols in group_sources.items():

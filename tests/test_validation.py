@@ -327,6 +327,37 @@ def test_compact_and_full_agree(params):
     assert a["success"] is False
 
 
+@pytest.mark.parametrize("suite,frame", [
+    ("subscription_billing", lambda: subscription_billing().with_columns(
+        pl.Series("line_id", ["S1", "S1", None, "S1"]),
+        pl.Series("amount", ["-5.00", "30.5", "1,200", "-1"]),
+        pl.Series("currency", ["USD", None, "XYZ", "GBP"]),
+        pl.Series("line_type", ["charge", "refund", "refund", "charge"]),
+        pl.Series("refers_to_line_id", [None, None, "S9", None]),
+    )),
+    ("project_billing", lambda: project_billing().with_columns(
+        pl.Series("partner_id", ["P1", "P404", None]), pl.Series("partner_contribution_pct", [None, None, "101"])
+    )),
+])
+def test_duckdb_reductions_agree_with_memory_and_full(params, suite, frame):
+    """SqlFrame (the gate's path at scale: GROUP BYs in DuckDB) gives the in-memory reductions' results
+    and GX's own on the full frame: counts, statuses and examples."""
+    import duckdb
+
+    pf = frame()
+    con = duckdb.connect()
+    con.register("rows_in", pf.to_arrow())
+    con.execute("create table t as select * from rows_in")
+    in_db = v.validate_frame(suite, v.SqlFrame(con, "select * from t"), severity=v.WARNING, runtime_params=params)
+    in_memory = v.validate_frame(suite, pf, severity=v.WARNING, runtime_params=params)
+    full = v.validate_frame(suite, pf, severity=v.WARNING, runtime_params=params, compact=False)
+    keys = ("status", "unexpected_count", "element_count", "missing_count")
+    assert in_db["expectations"] == in_memory["expectations"]
+    assert [{k: x.get(k) for k in keys[:3]} for x in in_db["expectations"]] == \
+        [{k: x.get(k) for k in keys[:3]} for x in full["expectations"]]
+    assert in_db["rows"] == pf.height and not in_db["success"]
+
+
 def test_severity_override_and_json_severity(params):
     # the call's severity applies unless the JSON states one (the column check is always critical)
     r = v.validate_frame("partners", GOOD_INPUTS["partners"]().with_columns(pl.Series("status", ["active", "gone", "active"])),

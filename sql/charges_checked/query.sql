@@ -8,7 +8,8 @@ with charges as (
 ),
 
 credit_totals as (
-    select line_id, sum(credit_pct) as credit_total from sub_credits group by line_id
+    -- a subscription charge's credit is its customer's and invoice day's (credited_days)
+    select customer_id, invoice_date, sum(credit_pct) as credit_total from credited_days group by all
 ),
 
 versioned as (
@@ -21,7 +22,8 @@ versioned as (
     from charges as c
     -- every date here lies in month m (checked at ingest): one equi-join on a 31-row table
     left join day_versions as a on a.day = c.invoice_date
-    left join credit_totals as t on t.line_id = c.line_id
+    left join credit_totals as t
+        on c.source = 'subscription' and t.customer_id = c.customer_id and t.invoice_date = c.invoice_date
     left join month_rates as r on r.currency = c.currency
     left join (select distinct version, product_family from sub_base_rates) as f
         on f.version = a.version and f.product_family = c.product_family

@@ -95,13 +95,15 @@ all_rows as (
     join results as r on r.partner_id = s.partner_id
 )
 
+-- the statement's order: (statement_partner_id, sort_section, sort_kind, sort_date, sort_key, sort_n);
+-- the writer numbers each partner's rows 1, 2, ... in that order (the `line` column)
 select
     a.partner_id as statement_partner_id,
-    row_number() over (
-        partition by a.partner_id
-        order by section, list_position(['share', 'clawback', 'referral_fee', 'fee'], kind), entry_date,
-                 sort_key, n
-    ) as line,
+    section as sort_section,
+    list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
+    entry_date as sort_date,
+    sort_key,
+    n as sort_n,
     entry,
     entry_date as date,
     safe_text(source_file) as source_file,

@@ -6,10 +6,19 @@
 -- the ledger's earlier months (lifetime, or this calendar year) plus this month's in
 -- (invoice_date, line_id) order. refunds do not lower it.
 -- share_minor: minor units of the line's currency, rounded half away from zero once.
+-- the tier base before each credit: its day's base (tier_day_bases), or on the few days whose range
+-- crosses a step, its running base (tier_running_bases).
 -- a charge whose tier base crosses a step gets crosses_step = true and is split exactly in python.
 with credits as (
+    -- every usable subscription charge with each partner credited on its customer's invoice day
+    -- (credited_days has a row per customer, day and claim: a few thousand rows)
     select
-        c.*,
+        l.line_id,
+        c.credit_key,
+        c.claim_id,
+        c.partner_id,
+        c.engagement_type,
+        c.credit_pct,
         l.invoice_date,
         l.subscription_start,
         l.product_family,
@@ -20,9 +29,14 @@ with credits as (
         l.fx_rate,
         l.row_number,
         l.source_file,
-        l.customer_id
-    from sub_credits as c
-    join charges as l on l.line_id = c.line_id
+        l.customer_id,
+        -- credited amount in program currency, major units: minor units x credit% x fx / 10^digits
+        l.amount_minor::decimal(38, 0) * c.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
+            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
+            as credited_program
+    from charges as l
+    join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
+    where l.source = 'subscription'
 ),
 
 levelled as (
@@ -43,81 +57,19 @@ rated as (
         case when l.invoice_date >= cast(l.subscription_start + interval 12 month as date)
              then t.after_first_year_uplift else 0 end as first_year_uplift,
         t.max_months is not null
-            and l.invoice_date >= cast(l.subscription_start + to_months(t.max_months) as date) as past_max_months,
-        s.scope as tier_scope,
-        -- credited amount in program currency, major units: minor units x credit% x fx / 10^digits
-        l.amount_minor::decimal(38, 0) * l.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
-            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
-            as credited_program
+            and l.invoice_date >= cast(l.subscription_start + to_months(t.max_months) as date) as past_max_months
     from levelled as l
     join sub_base_rates as b
         on b.version = l.version and b.product_family = l.product_family and b.engagement_type = l.engagement_type
     join level_uplifts as u on u.version = l.version and u.level = l.level
     join sub_terms as t on t.version = l.version
-    join tier_scopes as s on s.version = l.version
-),
-
-opening as (
-    select
-        partner_id,
-        sum(credited_program) as lifetime_base,
-        sum(credited_program) filter (where year = year($month_start)) as year_base
-    from ledger.tier_base
-    where billing_month < $billing_month
-    group by partner_id
-),
-
-day_totals as (
-    -- per partner and invoice day: the day's credited total (a few thousand rows). a day has one
-    -- agreement version, so one tier scope; the month lies in one calendar year, so the month's
-    -- running sum is the same under either scope and only the opening base depends on it.
-    select partner_id, invoice_date, any_value(tier_scope) as tier_scope, sum(credited_program) as day_total
-    from rated
-    group by partner_id, invoice_date
-),
-
-day_bases as (
-    -- the tier base at the start of each day: the opening base of the day's scope + the month's
-    -- earlier days (whatever their scope), in date order
-    select
-        d.partner_id,
-        d.invoice_date,
-        d.day_total,
-        case when d.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
-        + coalesce(sum(d.day_total) over (
-            partition by d.partner_id order by d.invoice_date
-            rows between unbounded preceding and 1 preceding), 0) as day_base
-    from day_totals as d
-    left join opening as o on o.partner_id = d.partner_id
-),
-
-flagged as (
-    -- a charge can cross a step only on a day whose base range has a step strictly inside it; every
-    -- other day's charges all lie in the bracket of the day's starting base, so the per-line running
-    -- sum (a sort by line_id) is needed only for the lines of those few crossing days
-    select
-        b.*,
-        exists (
-            select 1 from tier_steps as s
-            where s.above > b.day_base and s.above < b.day_base + b.day_total
-        ) as needs_running_base
-    from day_bases as b
 ),
 
 based as (
-    select r.*, f.day_base as base_before
+    select r.*, coalesce(x.base_before, d.day_base) as base_before
     from rated as r
-    join flagged as f on f.partner_id = r.partner_id and f.invoice_date = r.invoice_date
-    where not f.needs_running_base
-    union all
-    select
-        r.*,
-        f.day_base + coalesce(sum(r.credited_program) over (
-            partition by r.partner_id, r.invoice_date order by r.line_id, r.credit_key
-            rows between unbounded preceding and 1 preceding), 0) as base_before
-    from rated as r
-    join flagged as f on f.partner_id = r.partner_id and f.invoice_date = r.invoice_date
-    where f.needs_running_base
+    join tier_day_bases as d on d.partner_id = r.partner_id and d.invoice_date = r.invoice_date
+    left join tier_running_bases as x on x.line_id = r.line_id and x.credit_key = r.credit_key
 ),
 
 steps as (

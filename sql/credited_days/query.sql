@@ -1,9 +1,10 @@
--- attribution of each subscription charge (by customer_id, on invoice_date):
+-- attribution of subscription charges, decided once per (customer_id, invoice_date): a charge is
+-- credited to the rows of its customer and invoice day here.
 -- 1. candidates: the customer's approved claims valid that day (valid_from..valid_to, both inclusive);
 -- 2. only the candidates of the best source: partner_of_record > deal_registration > referral_link;
 -- 3. a kept claim with credit_pct 100 wins alone (earliest valid_from, then smallest claim_id);
 --    otherwise every kept claim is credited its credit_pct (joint credit);
--- 4. no candidate: no row here, the line is unattributed and the company keeps it.
+-- 4. no candidate: no row here, the day's charges are unattributed and the company keeps them.
 with charge_days as (
     -- attribution depends only on (customer_id, invoice_date): decide it once per distinct pair
     select distinct customer_id, invoice_date
@@ -45,19 +46,11 @@ kept as (
     where source_rank = best_rank
 ),
 
-credited_days as (
+credited as (
     select customer_id, invoice_date, claim_id, partner_id, engagement_type, credit_pct
     from kept
     where not has_full_credit or full_credit_pick = 1
 )
 
-select
-    l.line_id,
-    d.claim_id as credit_key,
-    d.claim_id,
-    d.partner_id,
-    d.engagement_type,
-    d.credit_pct
-from lines as l
-join credited_days as d on d.customer_id = l.customer_id and d.invoice_date = l.invoice_date
-where l.source = 'subscription' and l.line_type = 'charge'
+select customer_id, invoice_date, claim_id as credit_key, claim_id, partner_id, engagement_type, credit_pct
+from credited

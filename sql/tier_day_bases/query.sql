@@ -1,0 +1,67 @@
+-- the tier base at the start of each partner's invoice day (a few thousand rows), and whether a step
+-- lies strictly inside the day's range (then the day's credits need a per-line running base,
+-- tier_running_bases). tier base: the partner's credited subscription charges in program currency
+-- (major units, exact): the ledger's earlier months (lifetime, or this calendar year) plus this
+-- month's in (invoice_date, line_id) order. refunds do not lower it.
+with credits as (
+    -- the credited amount of every usable subscription charge per credited partner, in program
+    -- currency, major units: minor units x credit% x fx / 10^digits (exact decimal arithmetic)
+    select
+        c.partner_id,
+        l.invoice_date,
+        l.version,
+        l.amount_minor::decimal(38, 0) * c.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
+            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
+            as credited_program
+    from charges as l
+    join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
+    where l.source = 'subscription'
+),
+
+opening as (
+    select
+        partner_id,
+        sum(credited_program) as lifetime_base,
+        sum(credited_program) filter (where year = year($month_start)) as year_base
+    from ledger.tier_base
+    where billing_month < $billing_month
+    group by partner_id
+),
+
+day_totals as (
+    -- per partner and invoice day: the day's credited total (a few thousand rows). a day has one
+    -- agreement version, so one tier scope; the month lies in one calendar year, so the month's
+    -- running sum is the same under either scope and only the opening base depends on it.
+    select c.partner_id, c.invoice_date, any_value(s.scope) as tier_scope, sum(c.credited_program) as day_total
+    from credits as c
+    join tier_scopes as s on s.version = c.version
+    group by c.partner_id, c.invoice_date
+),
+
+day_bases as (
+    -- the tier base at the start of each day: the opening base of the day's scope + the month's
+    -- earlier days (whatever their scope), in date order
+    select
+        d.partner_id,
+        d.invoice_date,
+        d.day_total,
+        case when d.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
+        + coalesce(sum(d.day_total) over (
+            partition by d.partner_id order by d.invoice_date
+            rows between unbounded preceding and 1 preceding), 0) as day_base
+    from day_totals as d
+    left join opening as o on o.partner_id = d.partner_id
+)
+
+-- a charge can cross a step only on a day whose base range has a step strictly inside it; every
+-- other day's charges all lie in the bracket of the day's starting base, so the per-line running
+-- sum (a sort by line_id) is needed only for the lines of those few crossing days
+select
+    b.partner_id,
+    b.invoice_date,
+    b.day_base,
+    exists (
+        select 1 from tier_steps as s
+        where s.above > b.day_base and s.above < b.day_base + b.day_total
+    ) as needs_running_base
+from day_bases as b

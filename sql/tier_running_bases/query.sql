@@ -1,0 +1,28 @@
+-- the tier base before each credit of a partner's crossing day (tier_day_bases.needs_running_base):
+-- the day's starting base plus the day's earlier credits in (line_id, credit_key) order. program
+-- currency, major units, exact. only those days' credits are sorted, never the whole month.
+with credits as (
+    select
+        l.line_id,
+        c.credit_key,
+        c.partner_id,
+        l.invoice_date,
+        -- minor units x credit% x fx / 10^digits, as in tier_day_bases
+        l.amount_minor::decimal(38, 0) * c.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
+            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
+            as credited_program
+    from charges as l
+    join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
+    join tier_day_bases as d
+        on d.partner_id = c.partner_id and d.invoice_date = l.invoice_date and d.needs_running_base
+    where l.source = 'subscription'
+)
+
+select
+    c.line_id,
+    c.credit_key,
+    d.day_base + coalesce(sum(c.credited_program) over (
+        partition by c.partner_id, c.invoice_date order by c.line_id, c.credit_key
+        rows between unbounded preceding and 1 preceding), 0) as base_before
+from credits as c
+join tier_day_bases as d on d.partner_id = c.partner_id and d.invoice_date = c.invoice_date
