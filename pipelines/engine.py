@@ -129,7 +129,9 @@ def prepare(data_dir: Path, out_dir: Path, month: str) -> dict:
 
 @_timed("ingest")
 def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
-    """Read every input file, type-check each row, quarantine what fails; stage the usable rows."""
+    """Read every input file, type-check each row, quarantine what fails; stage the usable rows; run
+    the input expectation suites on the rows as read (the gate step decides on their results)."""
+    _prewarm_gx()  # GX imports in the background while DuckDB reads the exports
     program = _program(data_dir)
     ingest_mod.check_presence(data_dir, month)
     stage = staging_dir(out_dir, month)
@@ -146,16 +148,16 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
                     {"f": program.product_families()})
         counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
+        gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
     return {"rows_read": {k: v["read"] for k, v in counts.items()}, "quarantined_at_ingest": int(quarantined)}
 
 
 @_timed("validate_inputs")
 def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
-    """Great Expectations gates on the inputs (fatal problems stop the run here)."""
-    _prewarm_gx()
+    """The input gate: fatal results of the input suites (run by ingest) stop the run here."""
     with _work_db(out_dir, month, attach_ledger=False) as con:
-        ingest_mod.check_sources_unchanged(con)  # the raw views read the exports again
-        return gates.validate_inputs(con, data_dir, staging_dir(out_dir, month), month, _program(data_dir))
+        ingest_mod.check_sources_unchanged(con)  # the month must be computed from the files as ingested
+    return gates.validate_inputs(staging_dir(out_dir, month), month)
 
 
 @_timed("compute")

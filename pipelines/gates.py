@@ -1,7 +1,8 @@
 """The validation gates between the engine's steps, on Great Expectations (`pipelines/validation.py`).
 
-`validate_inputs` runs after ingest: the input suites on every raw export (warnings: the engine
-quarantines those rows) and the quarantine-rate limit (fatal). `validate_results` runs after
+`run_input_suites` runs inside ingest, on the raw rows it holds: the input suites on every export
+(warnings: the engine quarantines those rows) and the quarantine-rate limit (fatal);
+`validate_inputs`, the gate step, stops the run on a fatal result. `validate_results` runs after
 compute, before publish: the result suites on the files as written (fatal when they do not
 reconcile), then writes `validation/results.json` and `report.html` into the staged month. The two
 may run in different processes (Airflow tasks), so the input results wait in the staging folder.
@@ -71,26 +72,44 @@ def _file_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {k: {"read": int(r), "quarantined": int(q), "used": int(r) - int(q)} for k, r, q in rows}
 
 
-def validate_inputs(con: duckdb.DuckDBPyConnection, data_dir: Path, stage: Path, month: str,
-                    program: Program) -> dict:
+def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, program: Program) -> None:
+    """The input suites on every raw export, run by ingest while its connection holds the rows as text
+    (`raw_<key>`, temp tables): the exports are parsed once for ingest and gate together. The results
+    wait in the staging folder; `validate_inputs` (the gate step) decides on them."""
     from pipelines import validation
 
     report = validation.GateReport(month)
     params = _params(con, month, program)
     for f in ALL_INPUTS:
         cols = ", ".join(f'"{c}"' for c in f.columns)
-        # The rows stay in DuckDB and GX gets exact reductions of them (validation.SqlFrame). The
-        # export is parsed once into a temp table (columnar, spills past the memory limit), not
-        # once per reduction.
-        con.execute(f"create or replace temp table gate_{f.key} as select {cols} from rawtext_{f.key}")
-        frame = validation.SqlFrame(con, f"select * from gate_{f.key}")  # an absent optional file: no rows
+        # the rows stay in DuckDB and GX gets exact reductions of them (validation.SqlFrame)
+        frame = validation.SqlFrame(con, f"select {cols} from raw_{f.key}")  # an absent optional file: no rows
         report.validate(f.key, frame, severity=validation.WARNING, runtime_params=params, file=f.label(month))
     ids = validation.SqlFrame(
-        con, "select line_id from gate_subscription_billing union all select line_id from gate_project_billing")
+        con, "select line_id from raw_subscription_billing union all select line_id from raw_project_billing")
     report.validate("billing_line_ids", ids, severity=validation.WARNING, runtime_params=params)
     report.check_quarantine(_file_counts(con), float(program.validation.max_quarantine_pct))
     (stage / INPUT_RESULTS).write_text(json.dumps({"suites": report.suites, "problems": report.problems},
                                                   sort_keys=True, default=str))
+
+
+def _input_report(stage: Path, month: str):
+    from pipelines import validation
+
+    saved = stage / INPUT_RESULTS
+    if not saved.exists():
+        raise GateFailed(f"no input gate results for {month}: run ingest first")
+    state = json.loads(saved.read_text())
+    report = validation.GateReport(month)
+    for s in state["suites"]:
+        report.add(s)
+    report.problems.extend(state["problems"])
+    return report
+
+
+def validate_inputs(stage: Path, month: str) -> dict:
+    """The input gate: fatal problems found by the input suites (`run_input_suites`) stop the run."""
+    report = _input_report(stage, month)
     _raise(report)
     warnings = report.warning_messages()
     log.info("input gates: %d suites, %d warnings", len(report.suites), len(warnings))
@@ -101,13 +120,7 @@ def validate_results(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path,
                      program: Program) -> dict:
     from pipelines import validation
 
-    report = validation.GateReport(month)
-    saved = stage / INPUT_RESULTS
-    if saved.exists():  # the input gate's results, possibly from another process
-        state = json.loads(saved.read_text())
-        for s in state["suites"]:
-            report.add(s)
-        report.problems.extend(state["problems"])
+    report = _input_report(stage, month)  # the input gate's results, possibly from another process
     params = _params(con, month, program)
     month_dir = stage / "month"
     read = lambda p: pl.read_csv(p, infer_schema=False)  # noqa: E731  (the files exactly as written)

@@ -91,9 +91,10 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
             for c in cols
         )
         # The row numbers are stored (a compressed integer column, cheap); the text itself is not
-        # copied into the database: `raw_<key>` is a view that parses the export again where it
-        # is read (type checks now, the input gate later). Parsing 1 GB of CSV costs less than
-        # writing the same rows to the database file; `check_sources_unchanged` guards the re-read.
+        # copied into the database: `raw_<key>` is a view over the export, read once into a temp
+        # table below for the type checks and the input suites (gates.run_input_suites), which run
+        # on this connection. Parsing 1 GB of CSV costs less than writing the same rows to the
+        # database file; `check_sources_unchanged` refuses a month whose exports changed since.
         con.register("good_lines", good_lines)
         con.execute(f"create or replace table lines_{f.key} as select row_number from good_lines")
         con.unregister("good_lines")
@@ -102,9 +103,6 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
                   "strict_mode = false, null_padding = false)")
         con.execute(f"create or replace view raw_{f.key} as select l.row_number, {select} "
                     f"from {reader} as r positional join lines_{f.key} as l")
-        # the same rows without their line numbers, for the input gate: a plain scan runs on every
-        # core, the positional join above on one
-        con.execute(f"create or replace view rawtext_{f.key} as select {select} from {reader} as r")
         _record_source(con, f.key, src)
         # The type checks read it from a temp copy: a positional join scans on one thread, and the
         # checks then run in parallel on the copy (the temp table shadows the view on this connection).
@@ -145,7 +143,6 @@ def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
 def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
     cols = ", ".join(f'null::varchar as "{c}"' for c in f.columns)
     con.execute(f"create or replace table raw_{f.key} as select null::bigint as row_number, {cols} limit 0")
-    con.execute(f"create or replace view rawtext_{f.key} as select * exclude (row_number) from raw_{f.key}")
 
 
 def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:

@@ -308,18 +308,17 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
                                      report_code is null as paid from referral_fees""",
         "fee_ids": "select $m as billing_month, fee_id from fees",
         # only what a later month reads: movements still open at month end (pending, or held for a
-        # missing rate), and settlements of movements carried in from earlier months
+        # missing rate), and settlements of movements carried in from earlier months. settled: a
+        # payable or unnetted movement of a partner not held (a predicate, not a 9M-id anti-join)
         "movements": """select * exclude (payable) from new_movements
-                         where movement_id not in (select movement_id from settled_now)""",
-        "settlements": """select $m as billing_month, movement_id from settled_now where billing_month < $m""",
+                         where not ((payable or not netted)
+                                    and partner_id not in (select partner_id from held_partners))""",
+        "settlements": """select $m as billing_month, movement_id from carried_movements
+                           where (payable or not netted)
+                             and partner_id not in (select partner_id from held_partners)""",
         "balances": """select $m as billing_month, partner_id, payout_currency, payout_digits as digits,
                               opening_minor, closing_minor, status from partner_results""",
     }
-    con.execute(
-        """create or replace temp table settled_now as
-           select movement_id, billing_month from open_movements
-           where (payable or not netted) and partner_id not in (select partner_id from held_partners)"""
-    )
     if delta_dir.exists():
         shutil.rmtree(delta_dir)
     delta_dir.mkdir(parents=True)
