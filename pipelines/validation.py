@@ -675,8 +675,12 @@ class _SqlRows:
         all_null = " and ".join(f'"{c}" is null' for c in cols)
         total = self.height
         (missing,) = self.src.con.execute(f"select count(*) from ({self.src.query}) where {all_null}").fetchall()[0]
+        # candidates by 64-bit hash first (grouping integers is far cheaper than grouping 10M
+        # strings; every repeated key is among them), then the candidates grouped exactly
         dups = self.src._sql(
-            f"select {keys}, count(*) as __n from ({self.src.query}) where not ({all_null}) "
+            f"with k as (select {keys} from ({self.src.query}) where not ({all_null})), "
+            f"h as (select hash({keys}) as h from k group by 1 having count(*) > 1) "
+            f"select {keys}, count(*) as __n from k where hash({keys}) in (select h from h) "
             f"group by all having count(*) > 1"
         )
         # every duplicated row once (as the in-memory reduction gives them), sorted
