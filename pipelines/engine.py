@@ -162,7 +162,9 @@ def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
 
 @_timed("compute")
 def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
-    """Apply the payout rules and write the month's files into staging, with the ledger delta."""
+    """Apply the payout rules and write the month's files into staging, with the ledger delta; run
+    the line_reconciliation suite on the month's lines (the result gate decides on it)."""
+    _prewarm_gx()
     program = _program(data_dir)
     ledger.check_chain(out_dir, month)
     stage = staging_dir(out_dir, month)
@@ -181,6 +183,7 @@ def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
             for k, s, r in con.execute("select file, source_file, rows_read from file_rows").fetchall()
         }
         written = outputs.write_month(con, month_dir, params, file_rows)
+        gates.run_line_suite(con, stage, month)  # while the lines are in memory
         t3 = time.perf_counter()
         outputs.write_ledger_delta(con, params, stage / LEDGER_DELTA)
         log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",

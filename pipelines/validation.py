@@ -632,6 +632,20 @@ class _SqlRows:
     def load(self, columns: Iterable[str] | None = None) -> pl.DataFrame:
         return self.src.load(columns)
 
+    def with_derived(self, derived: list[dict]) -> "_SqlRows | None":
+        """These rows with `derived` added by DuckDB, when every one is a `decimal_sum` of integer
+        columns (exact in SQL; then a DOUBLE, as the in-memory path makes it); else None."""
+        exprs = []
+        for d in derived:
+            terms = d.get("terms") or []
+            if d["op"] != "decimal_sum" or not terms or any(
+                    t.lstrip("+-") not in self.schema or not self.schema[t.lstrip("+-")].is_integer() for t in terms):
+                return None
+            sql = " ".join(("- " if t.startswith("-") else "+ ") + _idents([t.lstrip("+-")]) + "::hugeint"
+                           for t in terms)
+            exprs.append(f"({sql})::double as {_idents([d['name']])}")
+        return _SqlRows(SqlFrame(self.src.con, f"select *, {', '.join(exprs)} from ({self.src.query})"))
+
     def group_counts(self, cols: list[str]) -> pl.DataFrame:
         frame = self.src._sql(f"select {_idents(cols)}, count(*) as {_COUNT_COL} from ({self.src.query}) group by all")
         return frame.with_columns(pl.col(_COUNT_COL).cast(pl.Int64))
@@ -811,9 +825,10 @@ def validate_frame(
             if c in derived
         }
         on_rows |= _derive_on_rows(rows, spec, runnable)
-        if on_rows:  # a derived column on every row: the rows are needed in memory after all
-            if isinstance(rows, _SqlRows):
-                rows = _PolarsRows(rows.load())
+        if on_rows and isinstance(rows, _SqlRows):
+            # a derived column on every row: DuckDB adds it where it can, else the rows are loaded
+            rows = rows.with_derived([d for d in spec.derived if d["name"] in on_rows]) or _PolarsRows(rows.load())
+        if on_rows and isinstance(rows, _PolarsRows):
             rows = _PolarsRows(_derive(rows.pf, [d for d in spec.derived if d["name"] in on_rows], params))
         _run_compact(spec, rows, runnable, entries, params, input_columns)
     else:
