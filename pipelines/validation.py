@@ -610,8 +610,10 @@ class _PolarsRows:
     def cardinalities(self, columns: list[str]) -> dict[str, int]:
         return _cardinalities(self.pf, columns)
 
-    def nulls(self, c: str, cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
-        return _nulls_frame(self.pf, c, cond_expr)
+    def null_patterns(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        pf = self.pf if cond_expr is None else self.pf.filter(cond_expr)
+        frame = _null_patterns(pf.select(cols).with_columns(pl.lit(1, pl.Int64).alias(_COUNT_COL)), cols)
+        return frame, pf.height, 0
 
     def duplicates(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
         return _duplicates_frame(self.pf, cols, cond_expr)
@@ -659,28 +661,21 @@ class _SqlRows:
         row = self.src.con.execute(f"select {counts} from (select * from ({self.src.query}) limit 100000)").fetchall()[0]
         return {c: int(v or 0) for c, v in zip(columns, row)}
 
-    def nulls(self, c: str, cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
-        """Counts by (condition columns, null-ness) in DuckDB; the condition is applied to that small frame."""
-        cond_cols = [x for x in _condition_columns(cond) if x != c] if cond is not None else []
-        q = (f"select {_idents(cond_cols) + ', ' if cond_cols else ''}\"{c}\" is null as __isnull, "
-             f"min(\"{c}\") as {_idents([c])}, count(*) as {_COUNT_COL} from ({self.src.query}) group by all")
-        counts = self.src._sql(q)
+    def null_patterns(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
+        """Counts by (condition columns' values, null-ness of `cols`) in DuckDB; the condition is then
+        applied to that small frame, which is reduced to the null patterns of `cols`."""
+        by_value = sorted(set(_condition_columns(cond))) if cond is not None else []
+        rest = [c for c in cols if c not in by_value]
+        select = [_idents([c]) for c in by_value]
+        select += [f"{_idents([c])} is null as __isnull_{i}" for i, c in enumerate(rest)]
+        select += [f"min({_idents([c])}) as {_idents([c])}" for c in rest]
+        counts = self.src._sql(f"select {', '.join(select)}, count(*) as {_COUNT_COL} "
+                               f"from ({self.src.query}) group by all")
         if cond_expr is not None:
             counts = counts.filter(cond_expr)
-        nulls = int(counts.filter(pl.col("__isnull"))[_COUNT_COL].sum() or 0)
-        present = counts.filter(~pl.col("__isnull"))
-        total = nulls + int(present[_COUNT_COL].sum() or 0)
-        value = present[c].min() if present.height else None  # a representative (the least) present value
-        values, weights = [], []
-        if total - nulls:
-            values.append(value)
-            weights.append(total - nulls)
-        if nulls:
-            values.append(None)
-            weights.append(nulls)
-        frame = pl.DataFrame({c: pl.Series(c, values, dtype=self.schema[c]),
-                              _COUNT_COL: pl.Series(_COUNT_COL, weights, dtype=pl.Int64)})
-        return frame, total, 0
+        counts = counts.with_columns(pl.col(_COUNT_COL).cast(pl.Int64))
+        total = int(counts[_COUNT_COL].sum() or 0)
+        return _null_patterns(counts.select(cols + [_COUNT_COL]), cols), total, 0
 
     def duplicates(self, cols: list[str], cond: Any, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
         if cond is not None:  # a row condition on a uniqueness check: load the columns it needs
@@ -913,7 +908,7 @@ def _group_key(e: _Expectation) -> tuple:
         return ("full", cond_key)
     cols = tuple(e.domain_columns)
     if e.type in _NULLS:
-        return ("nulls", cols, cond_key)
+        return ("nulls", (), cond_key)  # every null check under one condition: one frame, one GX call
     if e.type in _UNIQUE:
         return ("unique", cols, cond_key)
     if e.type in _ROWWISE:
@@ -980,7 +975,8 @@ def _run_compact(
         cond = exps[0].kwargs.get("row_condition")
         cond_expr = _condition_expr(cond) if cond is not None else None
         if kind == "nulls":
-            compact, total, missing = rows.nulls(cols[0], cond, cond_expr)
+            cols = sorted({c for e in exps for c in e.domain_columns})
+            compact, total, missing = rows.null_patterns(cols, cond, cond_expr)
         elif kind == "unique":
             compact, total, missing = rows.duplicates(cols, cond, cond_expr)
         else:  # row-wise expectations and distinct-value aggregates
@@ -1021,7 +1017,8 @@ def _run_compact(
                 examples = _unique_examples(compact, cols, positions)
             else:
                 unexpected = int(sum(weights[p] for p in positions))
-                examples = [{"value": _row_value(compact, cols, p), "count": int(weights[p])} for p in positions]
+                examples = _merge_examples(
+                    [{"value": _row_value(compact, e.domain_columns, p), "count": int(weights[p])} for p in positions])
             nonmissing = total if kind == "nulls" else total - missing
             mostly = e.kwargs.get("mostly")
             if isinstance(mostly, (int, float)) and mostly < 1:
@@ -1091,31 +1088,6 @@ def _plan_bases(rows: "_PolarsRows | _SqlRows", group_sources: Mapping[tuple, li
     return out
 
 
-def _nulls_frame(pf: pl.DataFrame, c: str, cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
-    """Two rows at most: one non-null value of ``c`` and a null, with their row counts."""
-    if cond_expr is None:
-        total, nulls = pf.height, pf[c].null_count()
-        first = pf[c].is_not_null().arg_max() if nulls < total else None
-        value = pf[c][first] if first is not None else None
-    else:
-        counts = pf.select(cond_expr.alias("m"), pl.col(c).is_null().alias("n")).group_by(["m", "n"]).len()
-        counts = {(m, n): k for m, n, k in counts.iter_rows()}
-        total = counts.get((True, False), 0) + counts.get((True, True), 0)
-        nulls = counts.get((True, True), 0)
-        value = None
-        if total - nulls:
-            value = pf.lazy().filter(cond_expr & pl.col(c).is_not_null()).select(c).head(1).collect()[c][0]
-    values, weights = [], []
-    if total - nulls:
-        values.append(value)
-        weights.append(total - nulls)
-    if nulls:
-        values.append(None)
-        weights.append(nulls)
-    frame = pl.DataFrame({c: pl.Series(c, values, dtype=pf.schema[c]), _COUNT_COL: pl.Series(_COUNT_COL, weights, dtype=pl.Int64)})
-    return frame, total, 0
-
-
 def _duplicates_frame(pf: pl.DataFrame, cols: list[str], cond_expr: pl.Expr | None) -> tuple[pl.DataFrame, int, int]:
     """Every row whose key (``cols``) occurs more than once; rows with an all-null key are left out.
 
@@ -1136,6 +1108,30 @@ def _duplicates_frame(pf: pl.DataFrame, cols: list[str], cond_expr: pl.Expr | No
     key = pl.col(cols[0]) if len(cols) == 1 else pl.struct(cols)
     dups = candidates.filter(key.is_duplicated()).sort(cols, nulls_last=True)
     return dups.with_columns(pl.lit(1, pl.Int64).alias(_COUNT_COL)), total, missing
+
+
+def _merge_examples(examples: list[dict]) -> list[dict]:
+    """One example per value (a null-pattern frame may hold a value, e.g. null, on several rows)."""
+    out: dict[str, dict] = {}
+    for x in examples:
+        k = json.dumps(x["value"], sort_keys=True, default=str)
+        if k in out:
+            out[k]["count"] += x["count"]
+        else:
+            out[k] = dict(x)
+    return list(out.values())
+
+
+def _null_patterns(frame: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """One row per pattern of nulls over `cols`, each column holding its least present value (or
+    null), with the pattern's row count; sorted, so the frame is the same on every run."""
+    flags = [f"__isnull_{i}" for i in range(len(cols))]
+    return (
+        frame.group_by([pl.col(c).is_null().alias(f) for c, f in zip(cols, flags)])
+        .agg([pl.col(c).min() for c in cols] + [pl.col(_COUNT_COL).sum().cast(pl.Int64)])
+        .sort(flags)
+        .select(cols + [_COUNT_COL])
+    )
 
 
 def _ckey(spec: _SuiteSpec, gkey: tuple, exps: list[_Expectation], entries: dict) -> tuple:
