@@ -128,10 +128,12 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
     # one row per usable billing line with the partners' shares and clawbacks: every per-line and
     # per-currency control total below is read from it, and so is the line_reconciliation suite
     # (gates.run_line_suite, on this connection). A line of the month is (source_file, row_number):
-    # grouping and joining on that costs far less than on 10M line_id strings.
+    # grouping and joining on that costs far less than on 10M line_id strings. A table in the work
+    # database, not a temp table: with the month's other tables alive, a 1 GB memory limit ran out
+    # of memory building it as a temp table (measured 2026-12-01); DuckDB evicts a table's blocks.
     con.execute(
         """
-        create or replace temp table line_totals as
+        create or replace table line_totals as
         with lines as (
             select line_id, source, source_file, row_number, currency, digits, amount_minor, line_type from charges
             union all
@@ -149,7 +151,7 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
         """
     )
     con.execute(
-        """create or replace temp view line_reconciliation as
+        """create or replace view line_reconciliation as
            select line_id, currency, amount_minor::bigint as amount,
                   (partner_share + clawed_back)::bigint as partner_shares, company_share::bigint as company_share
            from line_totals"""
