@@ -127,27 +127,26 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
     month = params["billing_month"]
     # one row per usable billing line with the partners' shares and clawbacks: every per-line and
     # per-currency control total below is read from it, and so is the line_reconciliation suite
-    # (gates.run_line_suite, on this connection). A line of the month is (source_file, row_number):
-    # grouping and joining on that costs far less than on 10M line_id strings. A table in the work
-    # database, not a temp table: with the month's other tables alive, a 1 GB memory limit ran out
-    # of memory building it as a temp table (measured 2026-12-01); DuckDB evicts a table's blocks.
+    # (gates.run_line_suite, on this connection). A table in the work database, keyed by line_id:
+    # with the month's other tables alive, a 1 GB memory limit ran out of memory building it as a
+    # temp table, and also keyed by (file, row) (both measured 2026-12-01 at 10M lines); this form
+    # completed at 1 GB.
     con.execute(
         """
         create or replace table line_totals as
         with lines as (
-            select line_id, source, source_file, row_number, currency, digits, amount_minor, line_type from charges
-            union all
-            select line_id, source, source_file, row_number, currency, digits, amount_minor, line_type from refunds
+            select line_id, source, currency, digits, amount_minor, line_type from charges
+            union all select line_id, source, currency, digits, amount_minor, line_type from refunds
         ),
-        shares as (select source_file, row_number, sum(share_minor) as s from credits group by all),
-        claws as (select source_file, row_number, sum(clawback_minor) as s from clawbacks group by all)
-        select l.* exclude (source_file, row_number), coalesce(sh.s, 0) as partner_share, coalesce(cl.s, 0) as clawed_back,
+        shares as (select line_id, sum(share_minor) as s from credits group by line_id),
+        claws as (select line_id, sum(clawback_minor) as s from clawbacks group by line_id)
+        select l.*, coalesce(sh.s, 0) as partner_share, coalesce(cl.s, 0) as clawed_back,
                -- the company keeps the amount less the partners' rounded shares (or clawbacks)
                l.amount_minor - coalesce(sh.s, 0) - coalesce(cl.s, 0) as company_share,
-               l.line_type = 'charge' and sh.row_number is null as unattributed
+               l.line_type = 'charge' and sh.line_id is null as unattributed
         from lines as l
-        left join shares as sh on sh.source_file = l.source_file and sh.row_number = l.row_number
-        left join claws as cl on cl.source_file = l.source_file and cl.row_number = l.row_number
+        left join shares as sh on sh.line_id = l.line_id
+        left join claws as cl on cl.line_id = l.line_id
         """
     )
     con.execute(
