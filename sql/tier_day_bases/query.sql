@@ -10,9 +10,7 @@ with credits as (
         c.partner_id,
         l.invoice_date,
         l.version,
-        l.amount_minor::decimal(38, 0) * c.credit_pct * l.fx_rate * 0.01::decimal(3, 2)
-            * (case l.digits when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4)
-            as credited_program
+        credited_program(l.amount_minor, c.credit_pct, l.fx_rate, l.digits) as credited_program
     from charges as l
     join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
     where l.source = 'subscription'
