@@ -88,7 +88,9 @@ def up() -> None:
 
 def test(args: list[str]) -> None:
     setup()
-    sh(PY, "-m", "pytest", "-q", *args)
+    # one worker per core (pytest-xdist); a test file's tests share a worker, so the Airflow
+    # end-to-end file migrates its metadata database once
+    sh(PY, "-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile", *args)
 
 
 def bench(args: list[str]) -> None:

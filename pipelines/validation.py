@@ -156,6 +156,7 @@ def _build_context() -> None:
         # it only fills batch_markers, which we drop anyway.
         if hasattr(pandas_engine, "HASH_THRESHOLD"):
             pandas_engine.HASH_THRESHOLD = 0
+        _read_configuration_once()
         # GX logs its set-up at INFO (some of it before our handlers apply); the CLI promises one line
         for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")] + ["great_expectations"]:
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -166,6 +167,60 @@ def _build_context() -> None:
         _GX.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
         _GX.gx = gx
         _GX.version = gx.__version__
+
+
+def _read_configuration_once() -> None:
+    """GX 1.x rebuilds `Expectation.configuration` (a pydantic `.dict()` of the whole expectation,
+    value sets included) once per kwarg key inside `_get_domain_kwargs` / `_get_success_kwargs` /
+    `_get_runtime_kwargs`: about 70 rebuilds per expectation per validation, 40% of a small month's
+    GX time. These replacements read it once per call. `configuration` is a pure function of the
+    expectation, so the kwargs they return are the same; tests/test_validation.py checks that.
+    """
+    from great_expectations.expectations.expectation import Expectation
+
+    if getattr(Expectation, "_payouts_config_once", False) or not all(
+        hasattr(Expectation, n) for n in ("_get_domain_kwargs", "_get_success_kwargs", "_get_runtime_kwargs",
+                                          "_get_default_value", "domain_keys", "success_keys", "runtime_keys")
+    ):
+        return
+    from great_expectations.expectations import expectation as gx_expectation
+
+    def domain_kwargs(self, _kwargs=None):
+        kwargs = self.configuration.kwargs if _kwargs is None else _kwargs
+        return {key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys}
+
+    def success_kwargs(self, _kwargs=None):
+        kwargs = self.configuration.kwargs if _kwargs is None else _kwargs
+        out = {key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys}
+        out.update(domain_kwargs(self, kwargs))
+        return out
+
+    def runtime_kwargs(self, runtime_configuration=None):
+        runtime_configuration = runtime_configuration or {}
+        kwargs = self.configuration.kwargs
+        out = {}
+        for key in self.runtime_keys:
+            if key in runtime_configuration:
+                out[key] = runtime_configuration[key]
+            elif key in kwargs:
+                out[key] = kwargs[key]
+            else:
+                field = self.__fields__.get(key)
+                out[key] = field.default if field is not None and not field.required else None
+        out.update(success_kwargs(self, kwargs))
+        out["result_format"] = gx_expectation.parse_result_format(out["result_format"])
+        return out
+
+    GX_KWARGS_ORIGINALS.update(domain=Expectation._get_domain_kwargs, success=Expectation._get_success_kwargs,
+                               runtime=Expectation._get_runtime_kwargs)
+    Expectation._get_domain_kwargs = domain_kwargs
+    Expectation._get_success_kwargs = success_kwargs
+    Expectation._get_runtime_kwargs = runtime_kwargs
+    Expectation._payouts_config_once = True
+
+
+#: GX's own kwargs methods, kept for the test that compares them with the replacements
+GX_KWARGS_ORIGINALS: dict[str, Any] = {}
 
 
 def _prewarm_target() -> None:

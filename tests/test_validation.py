@@ -179,6 +179,22 @@ def test_every_suite_loads_as_a_gx_suite():
     assert [e.id for e in v.load_suite("partners").expectations] == [e.id for e in v.load_suite("partners").expectations]
 
 
+def test_kwargs_read_once_match_gx_on_every_expectation_of_every_suite():
+    """The faster kwargs methods (configuration read once per call) return what GX's own return."""
+    v.load_suite("partners")  # builds the context, which installs the replacements
+    orig = v.GX_KWARGS_ORIGINALS
+    assert set(orig) == {"domain", "success", "runtime"}
+    checked = 0
+    for name in v.available_suites():
+        for e in v.load_suite(name).expectations:
+            for rc in (None, {"result_format": "COMPLETE"}, {"result_format": {"result_format": "SUMMARY"}}):
+                assert e._get_runtime_kwargs(rc) == orig["runtime"](e, rc)
+            assert e._get_success_kwargs() == orig["success"](e)
+            assert e._get_domain_kwargs() == orig["domain"](e)
+            checked += 1
+    assert checked > 50
+
+
 @pytest.mark.parametrize("name", sorted(GOOD_INPUTS))
 def test_good_input_frames_pass(name, params):
     r = v.validate_frame(name, GOOD_INPUTS[name](), severity=v.WARNING, runtime_params=params)
