@@ -134,6 +134,56 @@ def index_records(path: Path) -> RecordIndex:
     )
 
 
+#: the fast path gives up (and the record index takes over) when more lines than this hold a quote
+MAX_QUOTED_LINES = 10_000
+
+
+@dataclass
+class PhysicalLines:
+    """Every data line of a file whose records are exactly its physical lines (see `read_lines`)."""
+
+    plain: pa.Table  # row_number (int64, the physical line), line (text), commas: lines without a quote
+    quoted_rows: np.ndarray  # physical line numbers of the lines that hold a quote, in file order
+    quoted_text: bytes  # those lines, each ending in a newline (for the record index and DuckDB's parser)
+
+
+def read_lines(path: Path) -> PhysicalLines | None:
+    """The data lines of `path` with their physical line numbers, read on all cores, or None.
+
+    When no record spans two lines, a record's line number is its position plus 2 (the header is
+    line 1), so the file can be split at newlines by Polars' multi-threaded reader instead of
+    indexed byte by byte. That holds when the file has no blank line, no carriage return outside a
+    CRLF line end and no line with an odd number of quotes; None sends any other file (and one Polars cannot read, e.g.
+    bytes that are not UTF-8) to `index_records`, which handles every case. Lines that hold a
+    quote are returned apart, so that DuckDB's CSV parser (through the record index) splits them.
+    """
+    import polars as pl
+
+    with open(path, "rb") as fh:
+        if fh.readline().count(b'"') % 2:
+            return None  # a header that spans lines
+    try:
+        frame = pl.read_csv(path, has_header=False, skip_rows=1, infer_schema=False, separator="\x1f",
+                            quote_char=None, new_columns=["line"], row_index_name="row_number",
+                            row_index_offset=2)
+    except pl.exceptions.PolarsError:  # e.g. bytes that are not UTF-8, no data line, a 0x1f byte
+        return None
+    line = frame["line"]
+    if frame.width != 2 or line.null_count() or line.str.contains("\r", literal=True).any():
+        return None  # a blank line (Polars keeps it as a null) or a CR that is not part of a CRLF line end
+    has_quote = frame["line"].str.contains('"', literal=True)
+    quoted = frame.filter(has_quote)
+    if quoted.height > MAX_QUOTED_LINES or (quoted["line"].str.count_matches('"', literal=True) % 2 == 1).any():
+        return None  # quoted everywhere, or a quoted field that holds a newline
+    plain = frame.filter(~has_quote) if quoted.height else frame
+    plain = plain.select(pl.col("row_number").cast(pl.Int64), "line",
+                         pl.col("line").str.count_matches(",", literal=True).cast(pl.Int32).alias("commas"))
+    text = ("\n".join(quoted["line"].to_list()) + "\n").encode() if quoted.height else b""
+    # string_view columns: DuckDB scans them as they are (no copy into Arrow's large_string)
+    return PhysicalLines(plain=plain.to_arrow(compat_level=pl.CompatLevel.newest()),
+                         quoted_rows=quoted["row_number"].cast(pl.Int64).to_numpy(), quoted_text=text)
+
+
 def read_header(path: Path) -> list[str]:
     with open(path, "rb") as fh:
         first = fh.readline(1024 * 1024)

@@ -51,68 +51,137 @@ def check_presence(data_dir: Path, month: str) -> None:
             raise MissingInput(f"{f.label(month)}: required column {cols} is missing")
 
 
-def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, month: str, scratch: Path) -> int:
-    """Create `raw_<key>`: every well-formed record as text plus its physical line; quarantine the rest."""
+def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, month: str, scratch: Path,
+               fast_max_bytes: int | None = None) -> int:
+    """Create `raw_<key>` (a temp table): every well-formed record as text plus its physical line;
+    quarantine the rest.
+
+    Two readers give the same table. A file whose records are its physical lines (no carriage
+    return, no blank line, no quoted newline) and no larger than `fast_max_bytes` (the memory
+    budget: it is held in memory while it is split) is read by Polars on all cores and split at
+    commas by DuckDB; its few lines with quotes go through the record index and DuckDB's CSV parser.
+    Any other file is indexed record by record (`csvio.index_records`), streaming.
+    tests/test_ingest_paths.py checks that both give the same rows and quarantine.
+    """
     path = f.path(data_dir, month)
     label = f.label(month)
-    cols = f.columns
     if not path.exists():  # an optional file that is absent holds no rows
         _empty_raw(con, f)
         con.execute("insert into file_rows values (?, ?, 0)", [f.key, label])
         return 0
     try:
+        header = csvio.read_header(path)
+    except csvio.CsvError as exc:
+        raise MissingInput(f"{label}: {exc}") from None
+    lines = None
+    if fast_max_bytes is None or path.stat().st_size <= fast_max_bytes:
+        lines = csvio.read_lines(path)
+    if lines is None:
+        n_good, n_bad = _stage_indexed(con, f, path, label, scratch, f"raw_{f.key}")
+    else:
+        n_good, n_bad = _stage_lines(con, f, path, label, scratch, header, lines)
+    _record_source(con, f.key, path)
+    con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
+    log.info("%s: %d rows read, %d malformed (%s)", label, n_good + n_bad, n_bad,
+             "indexed" if lines is None else "read by lines")
+    return n_good + n_bad
+
+
+def _select_columns(f: InputFile, header: list[str], field) -> str:
+    """The spec's columns from a record's fields, by header position (extra columns are ignored)."""
+    positions_of = {name: i for i, name in reversed(list(enumerate(header)))}
+    return ", ".join(
+        f"nullif({field(positions_of[c])}, '') as \"{c}\"" if c in positions_of else f'null::varchar as "{c}"'
+        for c in f.columns
+    )
+
+
+def _malformed(label: str, header: list[str], f: InputFile, row: int, fields: list[str] | None, found: int) -> tuple:
+    id_pos = header.index(f.record_id) if f.record_id in header else None
+    rec_id = fields[id_pos].strip() if fields is not None and id_pos is not None and id_pos < len(fields) else None
+    return (label, row, rec_id or None, "malformed_row", f"expected {len(header)} fields, found {found}")
+
+
+def _stage_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path,
+                 header: list[str], lines: csvio.PhysicalLines) -> tuple[int, int]:
+    """`raw_<key>` from a file's physical lines: lines without quotes split at commas (DuckDB, in
+    parallel), lines with quotes parsed by the record index and DuckDB's CSV reader."""
+    n = len(header)
+    con.register("_plain_lines", lines.plain)
+    try:
+        # a line without quotes is one record, its fields the text between commas (n - 1 of them)
+        bad = con.execute("select row_number, string_split(line, ',') from _plain_lines where commas <> $c "
+                          "order by row_number", {"c": n - 1}).fetchall()
+        select = _select_columns(f, header, lambda i: f"fields[{i + 1}]")
+        con.execute(
+            f"create or replace temp table raw_{f.key} as select row_number, {select} "
+            "from (select row_number, string_split(line, ',') as fields from _plain_lines where commas = $c)",
+            {"c": n - 1})
+    except duckdb.Error as exc:
+        raise _unreadable(label, exc) from None
+    finally:
+        con.unregister("_plain_lines")
+    rows = [_malformed(label, header, f, int(r), fields, len(fields)) for r, fields in bad]  # the few malformed
+    if rows:
+        con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
+    n_good, n_bad = lines.plain.num_rows - len(rows), len(rows)
+    if len(lines.quoted_rows):
+        with open(path, "rb") as fh:
+            head = fh.readline()
+        quoted = scratch / f"{f.key}.quoted.csv"
+        quoted.write_bytes(head.rstrip(b"\n") + b"\n" + lines.quoted_text)
+        g, b = _stage_indexed(con, f, quoted, label, scratch, f"_quoted_{f.key}", row_of=lines.quoted_rows)
+        con.execute(f"insert into raw_{f.key} select * from _quoted_{f.key}")
+        con.execute(f"drop table _quoted_{f.key}")
+        quoted.unlink()
+        n_good, n_bad = n_good + g, n_bad + b
+    return n_good, n_bad
+
+
+def _stage_indexed(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path, target: str,
+                   row_of: np.ndarray | None = None) -> tuple[int, int]:
+    """Temp table `target` from any CSV file, record by record: the record index finds each record's
+    physical line and field count (malformed ones are quarantined), DuckDB's CSV reader parses the
+    well-formed ones, and a positional join gives each its line. `row_of` maps the file's data lines
+    (line 2 onwards) to the line numbers to report (for a file of lines picked from another)."""
+    try:
         idx = csvio.index_records(path)
     except csvio.CsvError as exc:
         raise MissingInput(f"{label}: {exc}") from None
+    lines = idx.lines if row_of is None else row_of[idx.lines - 2]
     bad = idx.malformed()
     n_bad = int(bad.sum())
     if n_bad:
         positions = np.flatnonzero(bad)
         texts = csvio.raw_records(path, idx, positions)
-        id_pos = idx.header.index(f.record_id) if f.record_id in idx.header else None
-        rows = []
-        for pos, text in zip(positions, texts):  # the few malformed records only
-            fields = next(csv.reader(io.StringIO(text)), [])
-            rec_id = fields[id_pos].strip() if id_pos is not None and id_pos < len(fields) else None
-            rows.append((label, int(idx.lines[pos]), rec_id or None, "malformed_row",
-                         f"expected {len(idx.header)} fields, found {int(idx.fields[pos])}"))
+        rows = [_malformed(label, idx.header, f, int(lines[pos]), next(csv.reader(io.StringIO(text, newline="")), []),
+                           int(idx.fields[pos]))
+                for pos, text in zip(positions, texts)]  # the few malformed records only
         con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
-    good_lines = csvio.line_table(idx.lines[~bad])
+    good_lines = csvio.line_table(lines[~bad])
     n_good = good_lines.num_rows
     if n_good == 0:
-        _empty_raw(con, f)
-    else:
-        src = csvio.well_formed_copy(path, idx, bad, scratch / f"{f.key}.wellformed.csv")
-        positions_of = {name: i for i, name in reversed(list(enumerate(idx.header)))}
-        # Column names are positional (c0, c1, ...); the spec's names are mapped below, extras ignored.
-        columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(idx.header))) + "}"
-        select = ", ".join(
-            f"nullif(r.c{positions_of[c]}, '') as \"{c}\"" if c in positions_of else f'null::varchar as "{c}"'
-            for c in cols
-        )
-        # The row numbers are stored (a compressed integer column, cheap); the text itself is not
-        # copied into the database: `raw_<key>` is a view over the export, read once into a temp
-        # table below for the type checks and the input suites (gates.run_input_suites), which run
-        # on this connection. Parsing 1 GB of CSV costs less than writing the same rows to the
-        # database file; `check_sources_unchanged` refuses a month whose exports changed since.
-        con.register("good_lines", good_lines)
-        con.execute(f"create or replace table lines_{f.key} as select row_number from good_lines")
-        con.unregister("good_lines")
-        reader = (f"read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, "
-                  f"columns = {columns}, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
-                  "strict_mode = false, null_padding = false)")
-        con.execute(f"create or replace view raw_{f.key} as select l.row_number, {select} "
-                    f"from {reader} as r positional join lines_{f.key} as l")
-        _record_source(con, f.key, src)
-        # The type checks read it from a temp copy: a positional join scans on one thread, and the
-        # checks then run in parallel on the copy (the temp table shadows the view on this connection).
-        try:
-            con.execute(f"create or replace temp table raw_{f.key} as select * from main.raw_{f.key}")
-        except duckdb.Error as exc:  # e.g. bytes that are not UTF-8: the file cannot be read as text
-            raise _unreadable(label, exc) from None
-    con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
-    log.info("%s: %d rows read, %d malformed", label, n_good + n_bad, n_bad)
-    return n_good + n_bad
+        _empty_raw(con, f, target)
+        return 0, n_bad
+    src = csvio.well_formed_copy(path, idx, bad, scratch / f"{f.key}.wellformed.csv")
+    # Column names are positional (c0, c1, ...); the spec's names are mapped below, extras ignored.
+    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(idx.header))) + "}"
+    select = _select_columns(f, idx.header, lambda i: f"r.c{i}")
+    reader = (f"read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, "
+              f"columns = {columns}, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+              "strict_mode = false, null_padding = false)")
+    con.register("_good_lines", good_lines)
+    try:
+        # a positional join scans on one thread; the type checks then read the temp table in parallel
+        con.execute(f"create or replace temp table {target} as select l.row_number, {select} "
+                    f"from {reader} as r positional join _good_lines as l")
+    except duckdb.Error as exc:  # e.g. bytes that are not UTF-8: the file cannot be read as text
+        raise _unreadable(label, exc) from None
+    finally:
+        con.unregister("_good_lines")
+        if src != path:
+            src.unlink()
+    return n_good, n_bad
 
 
 SOURCES_DDL = "create table if not exists raw_sources (file varchar, path varchar, size bigint, mtime_ns bigint)"
@@ -131,7 +200,7 @@ def _record_source(con: duckdb.DuckDBPyConnection, key: str, src: Path) -> None:
 
 
 def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
-    """The `raw_<key>` views read the exports again: refuse if one changed since ingest."""
+    """The month is computed from the exports as ingested: refuse if one changed since."""
     con.execute(SOURCES_DDL)
     for path, size, mtime in con.execute("select path, size, mtime_ns from raw_sources order by file").fetchall():
         p = Path(path)
@@ -140,9 +209,10 @@ def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
             raise MissingInput(f"{p.name} changed since it was ingested; run the month again")
 
 
-def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
+def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile, target: str | None = None) -> None:
     cols = ", ".join(f'null::varchar as "{c}"' for c in f.columns)
-    con.execute(f"create or replace table raw_{f.key} as select null::bigint as row_number, {cols} limit 0")
+    con.execute(f"create or replace temp table {target or 'raw_' + f.key} as "
+                f"select null::bigint as row_number, {cols} limit 0")
 
 
 def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:
@@ -166,12 +236,13 @@ def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params:
     return used, bad
 
 
-def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:
+def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict,
+               fast_max_bytes: int | None = None) -> dict:
     con.execute(QUARANTINE_DDL)
     con.execute(COUNTS_DDL)
     counts = {}
     for f in ALL_INPUTS:
-        read = stage_file(con, f, data_dir, month, scratch)
+        read = stage_file(con, f, data_dir, month, scratch, fast_max_bytes)
         used, bad = type_check(con, f, month, params)
         counts[f.key] = {"read": read, "used_after_typing": used}
         log.info("%s: %d usable after type checks, %d quarantined", f.label(month), used, bad)

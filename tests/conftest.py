@@ -15,3 +15,13 @@ def golden_data(tmp_path):
         shutil.copytree(GOLDEN / name / "data", dest)
         return dest
     return copy
+
+
+# The longest test files, started first so that `dev.py test`'s two workers (pytest-xdist, one file
+# per worker) do not end with one of them running two long files while the other waits.
+LONGEST_FIRST = ("test_properties.py", "test_dag_e2e.py", "test_tiers.py", "test_atomicity.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise

@@ -10,6 +10,9 @@ typed as (
         as_date(raw.invoice_date) as invoice_date_d,
         as_date(raw.subscription_start) as subscription_start_d,
         c.digits,
+        -- minor units, computed once; null when the text is not a number (only read after the checks
+        -- below have found it well-formed with at most `digits` decimals)
+        to_minor(raw.amount, c.digits) as amount_minor,
         f.product_family is not null as known_family
     from raw
     left join currencies as c on c.code = raw.currency
@@ -30,8 +33,8 @@ checked as (
             when digits is null then 'unknown_currency'
             when not is_money(amount) then 'bad_amount'
             when decimals_of(amount) > digits then 'too_many_decimals'
-            when line_type = 'charge' and amount like '-%' and to_minor(amount, digits) < 0 then 'charge_below_zero'
-            when line_type <> 'charge' and to_minor(amount, digits) > 0 then 'refund_above_zero'
+            when line_type = 'charge' and amount_minor < 0 then 'charge_below_zero'
+            when line_type <> 'charge' and amount_minor > 0 then 'refund_above_zero'
             when invoice_date_d not between $month_start and $month_end then 'date_outside_month'
             when not known_family then 'unknown_product_family'
         end as reason_code
@@ -49,7 +52,7 @@ select
     product_family,
     currency,
     digits,
-    case when reason_code is null then to_minor(amount, digits) end as amount_minor,
+    case when reason_code is null then amount_minor end as amount_minor,
     line_type,
     refers_to_line_id,
     reason_code,
