@@ -176,7 +176,6 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
 def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     """`credits`: every credited partner's share of every usable charge, tier crossings split exactly."""
     # a view: both sides are tables already, and a union of them costs nothing to scan again
-    con.execute("alter table sub_shares add column note varchar")
     con.execute(
         """create or replace temp view credits as
            select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,

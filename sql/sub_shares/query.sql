@@ -100,29 +100,37 @@ single_rate as (
     from bracketed as b
 )
 
+-- one row per credited charge (8.9M at 10M lines): the tier details that `compute._credits` needs
+-- to split a share across steps are kept only on the few rows that cross a step (null elsewhere,
+-- which DuckDB stores in almost no memory), so the month's biggest table stays small enough not to
+-- spill. credited_program (program currency, major units) feeds the ledger's tier base.
 select
     line_id,
     credit_key,
-    claim_id,
     partner_id,
     engagement_type,
     credit_pct,
-    level,
-    version,
     invoice_date,
     customer_id,
-    product_family as item,
+    item,
     currency,
     digits,
     amount_minor,
-    fx_rate,
     source_file,
     row_number,
     credited_program,
-    base_before,
-    base_after,
-    past_max_months,
-    rate_before_tier,
+    crosses_step,
+    case when crosses_step then version end as version,
+    case when crosses_step then fx_rate end as fx_rate,
+    case when crosses_step then base_before end as base_before,
+    case when crosses_step then base_after end as base_after,
+    case when crosses_step then rate_before_tier end as rate_before_tier,
+    rate,
+    share_minor,
+    null::varchar as note  -- set by compute._credits on the rows split across tier steps
+from (
+select
+    *,
     last_step > first_step and not past_max_months and credited_program > 0 as crosses_step,
     case when past_max_months then 0
          else greatest(0, least(1, rate_before_tier + tier_uplift)) end::decimal(9, 6) as rate,
@@ -130,5 +138,7 @@ select
     round(
         amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2)
         * (case when past_max_months then 0 else greatest(0, least(1, rate_before_tier + tier_uplift)) end)::decimal(9, 6)
-    )::hugeint as share_minor
+    )::hugeint as share_minor,
+    product_family as item
 from single_rate
+)
