@@ -88,9 +88,10 @@ def up() -> None:
 
 def test(args: list[str]) -> None:
     setup()
-    # one worker per core (pytest-xdist); a test file's tests share a worker, so the Airflow
-    # end-to-end file migrates its metadata database once
-    sh(PY, "-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile", *args)
+    # one worker per core (pytest-xdist), tests handed out one by one; the files with expensive
+    # module fixtures (the Airflow end-to-end file migrates a metadata database) are each kept on one
+    # worker by their xdist_group mark
+    sh(PY, "-m", "pytest", "-q", "-n", "auto", "--dist", "loadgroup", *args)
 
 
 def bench(args: list[str]) -> None:

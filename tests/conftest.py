@@ -17,9 +17,9 @@ def golden_data(tmp_path):
     return copy
 
 
-# The longest test files, started first so that `dev.py test`'s two workers (pytest-xdist, one file
-# per worker) do not end with one of them running two long files while the other waits.
-LONGEST_FIRST = ("test_properties.py", "test_dag_e2e.py", "test_tiers.py", "test_atomicity.py")
+# The longest tests start first, so that `dev.py test`'s workers (pytest-xdist) do not end with one
+# of them still running a two-minute test while the others wait.
+LONGEST_FIRST = ("test_properties.py", "test_tiers.py", "test_dag_e2e.py", "test_atomicity.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

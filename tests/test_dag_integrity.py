@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# its module-scoped fixtures are built once: all its tests run on one xdist worker
+pytestmark = pytest.mark.xdist_group("test_dag_integrity")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

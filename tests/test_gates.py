@@ -13,6 +13,9 @@ import pytest
 from pipelines.engine import PayoutError, run_month
 from pipelines.sample import write_sample
 
+# its module-scoped fixtures are built once: all its tests run on one xdist worker
+pytestmark = pytest.mark.xdist_group("test_gates")
+
 SUB = "exports/2025-01/subscription_billing.csv"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -20,6 +20,9 @@ from iso4217 import Currency
 
 from pipelines.sample import write_sample
 
+# its module-scoped fixtures are built once: all its tests run on one xdist worker
+pytestmark = pytest.mark.xdist_group("test_sample")
+
 SCALE = 2000
 MONTHS = ["2025-01", "2025-02", "2025-03"]
 

@@ -12,6 +12,9 @@ import pytest
 
 from pipelines import validation as v
 
+# its module-scoped fixtures are built once: all its tests run on one xdist worker
+pytestmark = pytest.mark.xdist_group("test_validation")
+
 MONTH = "2025-03"
 
 
