@@ -80,7 +80,7 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     cols = [c for c in STATEMENT_COLUMNS if c != "line"]
     rel = con.sql(f"select statement_partner_id, {', '.join(cols)} from ({sqlfiles.query_text('statement_lines')}) "
                   f"order by {order}", params=params)
-    reader = rel.fetch_arrow_reader(STATEMENT_BATCH_ROWS)
+    reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
     written: dict[str, int] = {}
     current, fh = None, None
     try:
