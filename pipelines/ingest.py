@@ -129,7 +129,7 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label
         with open(path, "rb") as fh:
             head = fh.readline()
         quoted = scratch / f"{f.key}.quoted.csv"
-        quoted.write_bytes(head.rstrip(b"\n") + b"\n" + lines.quoted_text)
+        quoted.write_bytes(head.rstrip(b"\r\n") + b"\n" + lines.quoted_text)  # LF line ends throughout
         g, b = _stage_indexed(con, f, quoted, label, scratch, f"_quoted_{f.key}", row_of=lines.quoted_rows)
         con.execute(f"insert into raw_{f.key} select * from _quoted_{f.key}")
         con.execute(f"drop table _quoted_{f.key}")

@@ -57,9 +57,10 @@ def test_both_readers_agree(tmp_path_factory, records, blank_line, crlf, trailin
 
 
 def test_crlf_line_ends_take_the_fast_path(tmp_path):
-    text = b"a,b,c\r\n1,2,3\r\n4,5,6\r\n"
-    assert csvio.read_lines(_write(tmp_path, text)) is not None
-    assert stage(tmp_path, text, fast=True)[1] == [(2, "1", "2", "3"), (3, "4", "5", "6")]
+    text = b'a,b,c\r\n1,2,3\r\n4,"5,5",6\r\n7,8,9\r\n'
+    lines = csvio.read_lines(_write(tmp_path, text))
+    assert lines is not None and lines.quoted_rows.tolist() == [3]
+    assert stage(tmp_path, text, fast=True)[1] == [(2, "1", "2", "3"), (3, "4", "5,5", "6"), (4, "7", "8", "9")]
 
 
 def test_fast_path_is_taken_and_numbers_lines(tmp_path):
