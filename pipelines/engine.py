@@ -72,20 +72,6 @@ def duckdb_settings() -> dict:
     return out
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
-
-
-def memory_limit_bytes() -> int:
-    """The memory limit in bytes (an export up to this size is split in memory, larger ones stream)."""
-    limit = duckdb_settings()["memory_limit"]
-    m = _SIZE.match(str(limit))
-    if not m:
-        raise PayoutError(f"PAYOUTS_MEMORY_LIMIT {limit!r} is not a size such as 2GB or 512MB")
-    unit = (m.group(2) or "B").upper()
-    power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
-    return int(float(m.group(1)) * (1024 if "I" in unit else 1000) ** power)
-
-
 @contextmanager
 def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     stage = staging_dir(out_dir, month)
@@ -160,8 +146,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
         con.unregister("_cur")
         con.execute("create table product_families as select unnest($f::varchar[]) as product_family",
                     {"f": program.product_families()})
-        counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end},
-                                       fast_max_bytes=memory_limit_bytes())
+        counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
         gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
     return {"rows_read": {k: v["read"] for k, v in counts.items()}, "quarantined_at_ingest": int(quarantined)}

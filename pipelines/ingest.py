@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from pathlib import Path
 
 import duckdb
@@ -236,10 +237,27 @@ def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params:
     return used, bad
 
 
-def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict,
-               fast_max_bytes: int | None = None) -> dict:
+_SHOWN_SIZE = re.compile(r"^([0-9.]+) ?(bytes|KiB|MiB|GiB|TiB|PiB)$")
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory limit in bytes, as DuckDB enforces it (so every form DuckDB accepts
+    for PAYOUTS_MEMORY_LIMIT works: 2GB, 3G, 2GiB, 80%). DuckDB shows it rounded ('1.8 GiB'), which
+    is close enough for choosing a reader; 0 (stream every file) if the text is not understood."""
+    (shown,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
+    m = _SHOWN_SIZE.match(str(shown).strip())
+    if not m:
+        return 0
+    power = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"].index(m.group(2))
+    return int(float(m.group(1)) * 1024**power)
+
+
+def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:
+    """Stage, type-check and quarantine every input file; an export up to the memory limit is read
+    by lines (`stage_file`), a larger one streams through the record index."""
     con.execute(QUARANTINE_DDL)
     con.execute(COUNTS_DDL)
+    fast_max_bytes = memory_limit_bytes(con)
     counts = {}
     for f in ALL_INPUTS:
         read = stage_file(con, f, data_dir, month, scratch, fast_max_bytes)

@@ -94,3 +94,20 @@ def _write(tmp_path, text: bytes):
     p = tmp_path / "f.csv"
     p.write_bytes(text)
     return p
+
+
+@pytest.mark.parametrize("limit, low, high", [
+    ("2GB", 1.9e9, 2.0e9),  # DuckDB shows 1.8 GiB
+    ("2GiB", 2**31 - 1, 2**31 + 1),
+    ("3G", 2.8e9, 3.0e9),
+    ("512MB", 5.0e8, 5.2e8),
+])
+def test_memory_limit_is_read_as_duckdb_enforces_it(limit, low, high):
+    con = duckdb.connect(config={"memory_limit": limit})
+    assert low <= ingest.memory_limit_bytes(con) <= high
+    assert con.execute("select 1").fetchall() == [(1,)]  # the connection is free for the next step
+
+
+def test_a_percentage_memory_limit_is_understood():
+    con = duckdb.connect(config={"memory_limit": "50%"})
+    assert ingest.memory_limit_bytes(con) > 0
