@@ -153,8 +153,8 @@ def read_lines(path: Path) -> PhysicalLines | None:
     When no record spans two lines, a record's line number is its position plus 2 (the header is
     line 1), so the file can be split at newlines by Polars' multi-threaded reader instead of
     indexed byte by byte. That holds when the file has no blank line, no carriage return outside a
-    CRLF line end and no line with an odd number of quotes; None sends any other file (and one Polars cannot read, e.g.
-    bytes that are not UTF-8) to `index_records`, which handles every case. Lines that hold a
+    CRLF line end and no line with an odd number of quotes; None sends any other file (and one
+    Polars cannot read, e.g. bytes that are not UTF-8) to `index_records`, which handles every case. Lines that hold a
     quote are returned apart, so that DuckDB's CSV parser (through the record index) splits them.
     """
     import polars as pl
@@ -171,7 +171,7 @@ def read_lines(path: Path) -> PhysicalLines | None:
     line = frame["line"]
     if frame.width != 2 or line.null_count() or line.str.contains("\r", literal=True).any():
         return None  # a blank line (Polars keeps it as a null) or a CR that is not part of a CRLF line end
-    has_quote = frame["line"].str.contains('"', literal=True)
+    has_quote = line.str.contains('"', literal=True)
     quoted = frame.filter(has_quote)
     if quoted.height > MAX_QUOTED_LINES or (quoted["line"].str.count_matches('"', literal=True) % 2 == 1).any():
         return None  # quoted everywhere, or a quoted field that holds a newline

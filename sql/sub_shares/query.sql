@@ -126,7 +126,8 @@ select
     case when crosses_step then base_after end as base_after,
     case when crosses_step then rate_before_tier end as rate_before_tier,
     rate,
-    share_minor,
+    -- minor units x credit% x rate, rounded half away from zero (exact decimal arithmetic)
+    round(amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2) * rate)::hugeint as share_minor,
     null::varchar as note  -- set by compute._credits on the rows split across tier steps
 from (
 select
@@ -134,11 +135,6 @@ select
     last_step > first_step and not past_max_months and credited_program > 0 as crosses_step,
     case when past_max_months then 0
          else greatest(0, least(1, rate_before_tier + tier_uplift)) end::decimal(9, 6) as rate,
-    -- minor units x credit% x rate, rounded half away from zero (exact decimal arithmetic)
-    round(
-        amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2)
-        * (case when past_max_months then 0 else greatest(0, least(1, rate_before_tier + tier_uplift)) end)::decimal(9, 6)
-    )::hugeint as share_minor,
     product_family as item
 from single_rate
 )
