@@ -165,7 +165,20 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     split(con, "referral_fees_checked", "referral_fees")
     b("fees_checked")
     split(con, "fees_checked", "fees")
-    b("new_movements")
+    b("other_movements")
+    # the shares are not copied into a movements table: share_movements is a view over `credits`
+    # (the month's 9M rows are then held once, in sub_shares); it reads the run's parameters from
+    # run_params, a one-row table, since a view binds none
+    con.execute(
+        """create or replace temp table run_params as
+           select $billing_month::varchar as billing_month, $holding_days::integer as holding_days,
+                  $next_month_start::date as next_month_start""",
+        {"billing_month": month, "holding_days": program.payout.holding_days,
+         "next_month_start": end + dt.timedelta(days=1)},
+    )
+    sqlfiles.build_view(con, "share_movements")
+    con.execute("create or replace temp view new_movements as "
+                "select * from share_movements union all by name select * from other_movements")
     b("carried_movements")
     # a view: the month's movements are not copied again, only the (few) carried ones were
     con.execute("create or replace temp view open_movements as "

@@ -10,11 +10,25 @@ before the one it computes, which is what makes a rerun of the latest month repr
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import shutil
+import uuid
 from pathlib import Path
 
 import duckdb
 
+from pipelines.sqlfiles import sql_literal
+
 LEDGER_FILE = "ledger.duckdb"
+#: each month's billing lines and charge credits (10M and 9M rows at marketplace scale) stay the
+#: Parquet files compute wrote, moved under `<out>/ledger_files/<month>.<token>/` at publish:
+#: publishing them is a rename, not an insert of 19M rows into the database file. `month_files`
+#: (committed in the same transaction as the month's other rows) names the folder that holds a
+#: month's files; a folder it does not name (a rerun's replaced files, or a publish that died before
+#: its commit) is never read, and the next publish removes it.
+FILES_DIR = "ledger_files"
+PARQUET_TABLES = ("billing_lines", "charge_credits")
 
 # Money columns are minor units of the row's own currency (HUGEINT); credited_program is the
 # program currency in major units, exact to 20 decimals.
@@ -47,7 +61,14 @@ TABLES: dict[str, str] = {
         "billing_month varchar, partner_id varchar, payout_currency varchar, digits integer, "
         "opening_minor hugeint, closing_minor hugeint, status varchar"
     ),
+    # the folder (relative to the output root) holding each month's PARQUET_TABLES
+    "month_files": "billing_month varchar, dir varchar",
 }
+
+
+def columns(table: str) -> list[tuple[str, str]]:
+    """(name, type) of a ledger table's columns, from TABLES."""
+    return [tuple(c.split(" ", 1)) for c in re.split(r",\s*(?=[a-z_]+ [a-z])", TABLES[table])]
 
 
 def ledger_path(out_dir: Path) -> Path:
@@ -60,13 +81,32 @@ def create_tables(con: duckdb.DuckDBPyConnection, schema: str) -> None:
 
 
 def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
-    """Make the ledger readable as schema `ledger` (empty tables when no month was computed yet)."""
+    """Make the ledger readable as `ledger.<table>` (empty tables when no month was computed yet).
+
+    The database file is attached read-only as `ledger_db`; `ledger` is an in-memory catalog of
+    views over it, where billing_lines and charge_credits add the committed months' Parquet files.
+    """
     path = ledger_path(out_dir)
     if path.exists():
-        con.execute("attach $path as ledger (read_only)", {"path": str(path)})
+        con.execute("attach $path as ledger_db (read_only)", {"path": str(path)})
     else:
-        con.execute("attach ':memory:' as ledger")
-        create_tables(con, "ledger")
+        con.execute("attach ':memory:' as ledger_db")
+        create_tables(con, "ledger_db")
+    con.execute("attach ':memory:' as ledger")
+    # a ledger written before month_files existed has its months' rows in the database tables only
+    has_files = bool(con.execute(
+        "select 1 from duckdb_tables() where database_name = 'ledger_db' and table_name = 'month_files'").fetchall())
+    dirs = [d for (d,) in con.execute("select dir from ledger_db.month_files order by billing_month").fetchall()] \
+        if has_files else []
+    for name in TABLES:
+        sql = f"select * from ledger_db.{name}" if name != "month_files" or has_files else \
+            "select null::varchar as billing_month, null::varchar as dir limit 0"
+        if name in PARQUET_TABLES and dirs:
+            files = ", ".join(sql_literal(str(Path(out_dir) / d / f"{name}.parquet")) for d in dirs)
+            # Parquet has no 128-bit integer: the money columns were written as DECIMAL(38, 0)
+            typed = ", ".join(f'"{c}"::{t} as "{c}"' for c, t in columns(name))
+            sql += f" union all select {typed} from read_parquet([{files}])"
+        con.execute(f"create view ledger.{name} as {sql}")
 
 
 def latest_month(out_dir: Path) -> str | None:
@@ -115,17 +155,33 @@ class ChainError(ValueError):
 
 
 def apply_month(out_dir: Path, delta_dir: Path, month: str, config: dict | None = None) -> None:
-    """Replace `month` in the ledger with the staged rows (`<delta_dir>/<table>.parquet`), in one transaction."""
+    """Replace `month` in the ledger with the staged rows (`<delta_dir>/<table>.parquet`), in one
+    transaction: the big tables' files move into a new folder first, and the commit names it."""
+    out_dir = Path(out_dir)
+    files_dir = Path(FILES_DIR) / f"{month}.{uuid.uuid4().hex[:12]}"
+    (out_dir / files_dir).mkdir(parents=True)
+    for name in PARQUET_TABLES:
+        os.replace(delta_dir / f"{name}.parquet", out_dir / files_dir / f"{name}.parquet")
     path = ledger_path(out_dir)
     con = duckdb.connect(str(path), config=config or {})
     try:
         create_tables(con, "main")
         con.execute("begin transaction")
         for name in TABLES:
+            # a rerun month's rows go; for a ledger from before month_files, so do its big tables' rows
             con.execute(f"delete from main.{name} where billing_month = $m", {"m": month})
-            con.execute(f"insert into main.{name} by name select * from read_parquet($p)",
-                        {"p": str(delta_dir / f"{name}.parquet")})
+            if name == "month_files":
+                con.execute("insert into main.month_files values ($m, $d)", {"m": month, "d": files_dir.as_posix()})
+            elif name not in PARQUET_TABLES:
+                con.execute(f"insert into main.{name} by name select * from read_parquet($p)",
+                            {"p": str(delta_dir / f"{name}.parquet")})
         con.execute("commit")
         con.execute("checkpoint")
+        kept = {d for (d,) in con.execute("select dir from main.month_files").fetchall()}
     finally:
         con.close()
+    # after the commit: folders no committed month names (the month's previous files on a rerun, or
+    # those of a publish that died before its commit) are never read again
+    for d in sorted((out_dir / FILES_DIR).iterdir()):
+        if f"{FILES_DIR}/{d.name}" not in kept:
+            shutil.rmtree(d)

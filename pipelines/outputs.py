@@ -76,7 +76,7 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
 
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
-    order = "statement_partner_id, sort_section, sort_kind, sort_date, sort_key, sort_n"
+    order = "statement_no, sort_section, sort_kind, sort_date, sort_key, sort_n"
     cols = [c for c in STATEMENT_COLUMNS if c != "line"]
     rel = con.sql(f"select statement_partner_id, {', '.join(cols)} from ({sqlfiles.query_text('statement_lines')}) "
                   f"order by {order}", params=params)

@@ -4,7 +4,9 @@
 -- conversion rows sum each currency's payable movements per kind and convert them at month m's
 -- rate (each currency converted as one sum and rounded once; the per-kind parts add up to it).
 with results as (
-    select r.*, h.partner_id is not null as held
+    -- statement_no: the partner's place in partner_id order, so the sort compares an integer where
+    -- it would compare partner id strings on every one of the month's rows
+    select r.*, h.partner_id is not null as held, row_number() over (order by r.partner_id) as statement_no
     from partner_results as r
     left join held_partners as h on h.partner_id = r.partner_id
 ),
@@ -95,10 +97,12 @@ all_rows as (
     join results as r on r.partner_id = s.partner_id
 )
 
--- the statement's order: (statement_partner_id, sort_section, sort_kind, sort_date, sort_key, sort_n);
+-- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_key, sort_n), which
+-- is partner_id order first;
 -- the writer numbers each partner's rows 1, 2, ... in that order (the `line` column)
 select
     a.partner_id as statement_partner_id,
+    r.statement_no,
     section as sort_section,
     list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
     entry_date as sort_date,

@@ -1,19 +1,20 @@
--- everything the month adds to partners' accounts, one row per movement, signed from the partner's
--- side (+ the company owes the partner, - the partner owes the company), in minor units of its
--- own currency. earnings (shares, referral fees) become payable in the month of date + holding_days;
+-- the month's other movements: clawbacks, referral fees and fees (tens of thousands of rows; the
+-- shares are the view share_movements, and new_movements is the two together). signed from the
+-- partner's side (+ the company owes the partner, - the partner owes the company), in minor units
+-- of the movement's own currency. referral fees become payable in the month of date + holding_days;
 -- clawbacks and fees at once. fees are netted only when net_fees is true.
 select *, payable_month <= $billing_month as payable
 from (
 select
     $billing_month as billing_month,
-    'share:' || line_id || ':' || credit_key as movement_id,
+    'clawback:' || line_id || ':' || credit_key as movement_id,
     partner_id,
-    'share' as kind,
+    'clawback' as kind,
     invoice_date as entry_date,
     currency,
     digits,
-    share_minor as amount_minor,
-    left(cast(invoice_date + $holding_days::integer as varchar), 7) as payable_month,  -- yyyy-mm of date + holding_days
+    clawback_minor as amount_minor,
+    $billing_month as payable_month,
     true as netted,
     source_file,
     line_id as record_id,
@@ -22,31 +23,9 @@ select
     amount_minor as billed_minor,
     credit_pct,
     rate,
-    null::varchar as refers_to,
-    note
-from credits
-union all
-select
-    $billing_month,
-    'clawback:' || line_id || ':' || credit_key,
-    partner_id,
-    'clawback',
-    invoice_date,
-    currency,
-    digits,
-    clawback_minor,
-    $billing_month,
-    true,
-    source_file,
-    line_id,
-    customer_id,
-    item,
-    amount_minor,
-    credit_pct,
-    rate,
-    refers_to_line_id,
+    refers_to_line_id as refers_to,
     'refund of ' || refers_to_line_id || ': ' || fmt_money(amount_minor, digits) || ' of '
-        || fmt_money(original_minor, digits) || ' on a share of ' || fmt_money(original_share_minor, digits)
+        || fmt_money(original_minor, digits) || ' on a share of ' || fmt_money(original_share_minor, digits) as note
 from clawbacks
 union all
 select
