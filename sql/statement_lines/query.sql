@@ -95,32 +95,52 @@ all_rows as (
            s.amount, s.payout_amount, s.note, null, null, s.n
     from summary_rows as s
     join results as r on r.partner_id = s.partner_id
+),
+
+statement_rows as (
+    select
+        a.partner_id as statement_partner_id,
+        r.statement_no,
+        section as sort_section,
+        list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
+        entry_date as sort_date,
+        sort_key,
+        n as sort_n,
+        entry,
+        entry_date as date,
+        source_file,
+        record_id,
+        customer_id,
+        item,
+        currency,
+        billed_amount,
+        credit_pct,
+        rate,
+        amount,
+        r.payout_currency,
+        payout_amount,
+        note
+    from all_rows as a
+    join results as r on r.partner_id = a.partner_id
 )
 
 -- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_key, sort_n), which
--- is partner_id order first;
--- the writer numbers each partner's rows 1, 2, ... in that order (the `line` column)
+-- is partner_id order first. row_text is the row as CSV from `entry` to `note` with its line end
+-- (csv_field makes text formula-safe and quotes it where needed; a null is an empty field; the
+-- other fields are numbers, dates, codes and fixed words, which need neither); the writer puts the partner's line
+-- number, 1, 2, ... in that order, in front of it (outputs.write_statements)
 select
-    a.partner_id as statement_partner_id,
-    r.statement_no,
-    section as sort_section,
-    list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
-    entry_date as sort_date,
+    statement_partner_id,
+    statement_no,
+    sort_section,
+    sort_kind,
+    sort_date,
     sort_key,
-    n as sort_n,
-    entry,
-    entry_date as date,
-    safe_text(source_file) as source_file,
-    safe_text(record_id) as record_id,
-    safe_text(customer_id) as customer_id,
-    safe_text(item) as item,
-    currency,
-    billed_amount,
-    credit_pct,
-    rate,
-    amount,
-    r.payout_currency,
-    payout_amount,
-    safe_text(note) as note
-from all_rows as a
-join results as r on r.partner_id = a.partner_id
+    sort_n,
+    concat_ws(',',
+        entry, coalesce(cast(date as varchar), ''), csv_field(source_file), csv_field(record_id),
+        csv_field(customer_id), csv_field(item), coalesce(currency, ''), coalesce(billed_amount, ''),
+        coalesce(credit_pct, ''), coalesce(rate, ''), coalesce(amount, ''), coalesce(payout_currency, ''),
+        coalesce(payout_amount, ''), csv_field(note)
+    ) || chr(10) as row_text
+from statement_rows
