@@ -84,9 +84,9 @@ def load_program_tables(con: duckdb.DuckDBPyConnection, program: Program, digits
 
 
 def split(con: duckdb.DuckDBPyConnection, checked: str, clean: str) -> int:
-    """Rows of `checked` with a reason_code go to quarantine; the rest become table `clean`."""
+    """Rows of `checked` with a reason_code go to month_quarantine; the rest become view `clean`."""
     con.execute(
-        f"insert into quarantine select source_file, row_number, record_id, reason_code, message "
+        f"insert into month_quarantine select source_file, row_number, record_id, reason_code, message "
         f"from {checked} where reason_code is not null"
     )
     # a view, not a copy: the clean rows are read once or twice downstream, never worth materialising
@@ -115,6 +115,9 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
         "fees_file": labels["partner_fees"],
     }
     load_program_tables(con, program, digits)
+    # ingest's quarantine plus the rows compute refuses, in a temp table: ingest's table is never
+    # written by compute, so a retried compute (an Airflow retry) does not count its rows twice
+    con.execute("create or replace temp table month_quarantine as select * from quarantine")
     # fx: each currency's row with the latest rate_date on or before month end; program currency is 1.
     con.execute(
         """create or replace table month_rates as

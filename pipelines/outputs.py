@@ -252,7 +252,7 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
                            "lhs": int(r_n), "rhs": int(n_paid)})
 
     files = {}
-    quarantined = dict(con.execute("select source_file, count(*) from quarantine group by all").fetchall())
+    quarantined = dict(con.execute("select source_file, count(*) from month_quarantine group by all").fetchall())
     used = used_rows(con)
     for f in ALL_INPUTS:
         label = file_rows[f.key]["source_file"]
@@ -346,5 +346,7 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         # as HUGEINT when publish inserts them into the ledger's typed tables
         cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
                          for c, t in zip(rel.columns, rel.types))
+        t0 = time.perf_counter()
         con.execute(f"copy (select {cols} from ({sql})) to {sqlfiles.sql_literal(str(delta_dir / (name + '.parquet')))} "
                     "(format parquet)", bound)
+        log.info("ledger delta %s: %.2f s", name, time.perf_counter() - t0)

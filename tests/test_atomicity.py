@@ -98,3 +98,24 @@ def test_an_export_changed_between_ingest_and_the_input_gate_is_refused(tmp_path
         engine.validate_inputs(data, out, "2025-03")
     engine.ingest(data, out, "2025-03")  # a retried ingest reads the new file, and the gate goes on
     assert engine.validate_inputs(data, out, "2025-03")["suites"] > 0
+
+
+def test_a_retried_compute_gives_the_same_month(tmp_path):
+    """Airflow retries a failed task: compute run twice on the same staging must not count the rows
+    it quarantines twice (the control totals would refuse the month) nor change any output."""
+    data = build(tmp_path / "data", partners=[partner("P1")], attributions=[claim("A1", "C1", "P1")],
+                 months={"2025-03": {"subscription_billing": [
+                     sub("L1", "C1", "400.00", "2025-03-10"),
+                     sub("L2", "C1", "-5.00", "2025-03-11", line_type="refund", refers_to_line_id="NOPE"),  # compute
+                     sub("L3", "C1", "1.001", "2025-03-12"),  # quarantined at ingest
+                 ]}})
+    straight = tmp_path / "straight"
+    run_month(data, straight, "2025-03")
+    retried = tmp_path / "retried"
+    for step in (engine.prepare, engine.ingest, engine.validate_inputs, engine.compute, engine.compute,
+                 engine.validate_results, engine.publish):
+        step(data, retried, "2025-03")
+    month = _snapshot(straight / "2025-03")
+    assert month == _snapshot(retried / "2025-03")
+    exceptions = (straight / "2025-03" / "exceptions.csv").read_text()
+    assert exceptions.count("\n") == 3  # header, the refund of an unknown charge, the bad amount

@@ -1,6 +1,6 @@
 -- every quarantined row and every reported non-payment, with file, physical row and reason code.
 with rows as (
-    select 'quarantined' as kind, source_file, row_number, record_id, reason_code, message from quarantine
+    select 'quarantined' as kind, source_file, row_number, record_id, reason_code, message from month_quarantine
     union all
     select 'reported', source_file, row_number, record_id, report_code, report_message
     from referral_fees
