@@ -184,6 +184,7 @@ def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
         }
         written = outputs.write_month(con, month_dir, params, file_rows)
         gates.run_line_suite(con, stage, month)  # while the lines are in memory
+        con.execute("drop table line_totals")  # 10M rows nothing reads again: memory for the ledger delta
         t3 = time.perf_counter()
         outputs.write_ledger_delta(con, params, stage / LEDGER_DELTA)
         log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",
