@@ -7,11 +7,18 @@ with recursive this_month_refunds as (
 ),
 
 originals as (
-    select line_id, source, currency, amount_minor, invoice_date from charges
-    union all
-    select line_id, source, currency, amount_minor, invoice_date
-    from ledger.billing_lines
-    where billing_month < $billing_month and line_type = 'charge'
+    -- only the charges some refund refers to: a semi join builds its hash table on the month's
+    -- refunds (70K at 10M lines) and probes the charges, where the left join below on all charges
+    -- built it on the 10M charges (2.6 s of the step's 2.8 s at 10M lines)
+    select o.line_id, o.source, o.currency, o.amount_minor, o.invoice_date
+    from (
+        select line_id, source, currency, amount_minor, invoice_date from charges
+        union all
+        select line_id, source, currency, amount_minor, invoice_date
+        from ledger.billing_lines
+        where billing_month < $billing_month and line_type = 'charge'
+    ) as o
+    semi join this_month_refunds as r on r.refers_to_line_id = o.line_id and r.source = o.source
 ),
 
 refunded_before as (
