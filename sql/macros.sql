@@ -77,4 +77,3 @@ create or replace macro fmt_dec(x) as
 create or replace macro credited_program(minor, pct, fx, d) as
     minor::decimal(38, 0) * pct * fx * 0.01::decimal(3, 2)
     * (case d when 0 then 1 when 1 then 0.1 when 2 then 0.01 when 3 then 0.001 else 0.0001 end)::decimal(5, 4);
-

@@ -127,8 +127,8 @@ statement_rows as (
 -- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_key, sort_n), which
 -- is partner_id order first. row_text is the row as CSV from `entry` to `note` with its line end
 -- (csv_field makes text formula-safe and quotes it where needed; a null is an empty field; the
--- other fields are numbers, dates, codes and fixed words, which need neither); the writer puts the partner's line
--- number, 1, 2, ... in that order, in front of it (outputs.write_statements)
+-- other fields are numbers, dates, codes and fixed words, which need neither). the writer puts the
+-- partner's line number, 1, 2, ... in that order, in front of it (outputs.write_statements)
 select
     statement_partner_id,
     statement_no,
