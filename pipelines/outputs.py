@@ -326,10 +326,14 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         "fee_ids": "select $m as billing_month, fee_id from fees",
         # only what a later month reads: movements still open at month end (pending, or held for a
         # missing rate), and settlements of movements carried in from earlier months. settled: a
-        # payable or unnetted movement of a partner not held (a predicate, not a 9M-id anti-join)
-        "movements": """select * exclude (payable) from new_movements
-                         where not ((payable or not netted)
-                                    and partner_id not in (select partner_id from held_partners))""",
+        # payable or unnetted movement of a partner not held (a predicate, not a 9M-id anti-join).
+        # written as the two kinds of open movement: the first filter reaches the shares' scan, and
+        # the held partners (few) are a semi join; one predicate with `not in` built every share
+        # movement before filtering (1.3 s against 0.2 s at 10M lines)
+        "movements": """select * exclude (payable) from new_movements where not (payable or not netted)
+                         union all
+                         select * exclude (payable) from new_movements
+                         where (payable or not netted) and partner_id in (select partner_id from held_partners)""",
         "settlements": """select $m as billing_month, movement_id from carried_movements
                            where (payable or not netted)
                              and partner_id not in (select partner_id from held_partners)""",
