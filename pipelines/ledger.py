@@ -99,8 +99,10 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
     dirs = [d for (d,) in con.execute("select dir from ledger_db.month_files order by billing_month").fetchall()] \
         if has_files else []
     for name in TABLES:
-        sql = f"select * from ledger_db.{name}" if name != "month_files" or has_files else \
-            "select null::varchar as billing_month, null::varchar as dir limit 0"
+        if name == "month_files" and not has_files:  # empty, with the columns TABLES gives it
+            sql = "select " + ", ".join(f'null::{t} as "{c}"' for c, t in columns(name)) + " limit 0"
+        else:
+            sql = f"select * from ledger_db.{name}"
         if name in PARQUET_TABLES and dirs:
             files = ", ".join(sql_literal(str(Path(out_dir) / d / f"{name}.parquet")) for d in dirs)
             # Parquet has no 128-bit integer: the money columns were written as DECIMAL(38, 0)
