@@ -85,15 +85,15 @@ def load_program_tables(con: duckdb.DuckDBPyConnection, program: Program, digits
 
 def split(con: duckdb.DuckDBPyConnection, checked: str, clean: str) -> int:
     """Rows of `checked` with a reason_code go to month_quarantine; the rest become view `clean`."""
-    con.execute(
+    # an INSERT returns the number of rows it inserted: `checked` (maybe a view) is read once here
+    (bad,) = con.execute(
         f"insert into month_quarantine select source_file, row_number, record_id, reason_code, message "
         f"from {checked} where reason_code is not null"
-    )
+    ).fetchall()[0]
     # a view, not a copy: the clean rows are read once or twice downstream, never worth materialising
     con.execute(f"create or replace temp view {clean} as select * exclude (reason_code, message) "
                 f"from {checked} where reason_code is null")
-    (bad,) = con.execute(f"select count(*) from {checked} where reason_code is not null").fetchall()[0]
-    return bad
+    return int(bad)
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labels: dict[str, str]) -> dict:
@@ -143,23 +143,34 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
                   lead(effective_from) over (partition by partner_id order by effective_from) as next_from
            from stg_partner_levels"""
     )
+    # the run's parameters as a one-row table, for the views (a view binds no parameters)
+    con.execute(
+        """create or replace temp table run_params as
+           select $billing_month::varchar as billing_month, $holding_days::integer as holding_days,
+                  $month_end::date as month_end, $next_month_start::date as next_month_start""",
+        {"billing_month": month, "holding_days": program.payout.holding_days, "month_end": end,
+         "next_month_start": end + dt.timedelta(days=1)},
+    )
     b = lambda name: sqlfiles.build(con, name, **params)  # noqa: E731
     counts: dict[str, int] = {}
     b("line_conflicts")
     sqlfiles.build_view(con, "lines_checked")
     counts["duplicate_lines"] = split(con, "lines_checked", "lines")
     b("credited_days")
-    b("charges_checked")
+    # charges_checked is a view, not a table: its joins are with small tables (31 days, the credit
+    # totals, the rates), so each of its readers takes 0.5-0.8 s more at 10M lines, where a table
+    # of its 10M rows x 26 columns took 5-9 s to build, then spilled or took 0.6 GB of disk
+    sqlfiles.build_view(con, "charges_checked")
     counts["charges_quarantined"] = split(con, "charges_checked", "charges")
     b("refunds_checked")
     counts["refunds_quarantined"] = split(con, "refunds_checked", "refunds")
     b("tier_day_bases")
     b("tier_running_bases")
-    b("sub_shares")
-    # consumed: free their memory for the rest of the month (a 1 GB memory limit must get through)
-    con.execute("drop view lines")
-    con.execute("drop view lines_checked")
-    con.execute("drop table credited_days")
+    # the month's biggest table (9M rows at 10M lines) is written to the work database, compressed,
+    # not a temp table: a temp table is held uncompressed and spills uncompressed past the memory
+    # limit, which starved the sorts and joins after it of memory (docs/performance.md)
+    sqlfiles.build(con, "sub_shares", persist=True, **params)
+    # consumed: free its memory for the rest of the month (a 1 GB memory limit must get through)
     con.execute("drop table tier_running_bases")
     b("project_shares")
     _credits(con, program)
@@ -170,15 +181,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     split(con, "fees_checked", "fees")
     b("other_movements")
     # the shares are not copied into a movements table: share_movements is a view over `credits`
-    # (the month's 9M rows are then held once, in sub_shares); it reads the run's parameters from
-    # run_params, a one-row table, since a view binds none
-    con.execute(
-        """create or replace temp table run_params as
-           select $billing_month::varchar as billing_month, $holding_days::integer as holding_days,
-                  $next_month_start::date as next_month_start""",
-        {"billing_month": month, "holding_days": program.payout.holding_days,
-         "next_month_start": end + dt.timedelta(days=1)},
-    )
+    # (the month's 9M rows are then held once, in sub_shares)
     sqlfiles.build_view(con, "share_movements")
     con.execute("create or replace temp view new_movements as "
                 "select * from share_movements union all by name select * from other_movements")

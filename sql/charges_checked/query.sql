@@ -3,6 +3,7 @@
 -- invoice_date, a rate card entry for its product family, and (to convert it to the program
 -- currency for the tier base or the project band) a month-M fx rate for its currency.
 -- joint credit over 100% is an error for the line.
+-- a view (compute.run_rules says why): the month's end comes from run_params.
 with charges as (
     select * from lines where line_type = 'charge'
 ),
@@ -52,6 +53,6 @@ select
         when pays_partner and source = 'subscription' and not family_in_version
             then 'product_family ' || product_family || ' is not in the rate card in force on ' || invoice_date
         when pays_partner and fx_rate is null and (source = 'subscription' or engagement_type = 'partner_led')
-            then 'no fx rate for ' || currency || ' on or before ' || $month_end || ' to convert this line to the program currency'
+            then 'no fx rate for ' || currency || ' on or before ' || (select month_end from run_params) || ' to convert this line to the program currency'
     end as message
 from checked

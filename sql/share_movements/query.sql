@@ -25,6 +25,9 @@ select
     c.rate,
     null::varchar as refers_to,
     c.note,
-    c.invoice_date + p.holding_days < p.next_month_start as payable
+    c.invoice_date + p.holding_days < p.next_month_start as payable,
+    -- the statement's order within a day: the charge's row in its billing export (an integer sort
+    -- key; not a ledger column, so the ledger delta leaves it out)
+    c.row_number as sort_row
 from credits as c
 cross join run_params as p
