@@ -25,6 +25,8 @@ from pipelines.inputs import ALL_INPUTS
 log = logging.getLogger(__name__)
 
 INPUT_RESULTS = "validation_inputs.json"
+#: hash(line_id) of every line id found more than once in the month's two billing files as read
+REPEATED_LINE_HASHES = "repeated_line_hashes"
 LINE_RESULTS = "validation_lines.json"
 
 
@@ -81,13 +83,25 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
 
     report = validation.GateReport(month)
     params = _params(con, month, program)
+    # the hashes of line ids that occur more than once in the two billing files, found once (a
+    # GROUP BY of 10M hashes) for three uniqueness checks: each file's and both files' together
+    # (a line id repeated in one file is repeated in both). compute's line_conflicts reads it too
+    con.execute(
+        f"""create or replace table {REPEATED_LINE_HASHES} as
+            select hash(line_id) as h
+            from (select line_id from raw_subscription_billing union all select line_id from raw_project_billing)
+            where line_id is not null group by 1 having count(*) > 1"""
+    )
+    repeated = {("line_id",): f"select h from {REPEATED_LINE_HASHES}"}
     for f in ALL_INPUTS:
         cols = ", ".join(f'"{c}"' for c in f.columns)
         # the rows stay in DuckDB and GX gets exact reductions of them (validation.SqlFrame)
-        frame = validation.SqlFrame(con, f"select {cols} from raw_{f.key}")  # an absent optional file: no rows
+        frame = validation.SqlFrame(con, f"select {cols} from raw_{f.key}",  # an absent optional file: no rows
+                                    repeated if f.key in ("subscription_billing", "project_billing") else None)
         report.validate(f.key, frame, severity=validation.WARNING, runtime_params=params, file=f.label(month))
     ids = validation.SqlFrame(
-        con, "select line_id from raw_subscription_billing union all select line_id from raw_project_billing")
+        con, "select line_id from raw_subscription_billing union all select line_id from raw_project_billing",
+        repeated)
     report.validate("billing_line_ids", ids, severity=validation.WARNING, runtime_params=params)
     report.check_quarantine(_file_counts(con), float(program.validation.max_quarantine_pct))
     (stage / INPUT_RESULTS).write_text(json.dumps({"suites": report.suites, "problems": report.problems},

@@ -621,9 +621,12 @@ class SqlFrame:
     row, or a row condition on a uniqueness check, loads just the columns it needs.
     """
 
-    def __init__(self, con: Any, query: str):
+    def __init__(self, con: Any, query: str, repeated: Mapping[tuple[str, ...], str] | None = None):
         self.con = con
         self.query = query
+        # for a uniqueness check on these key columns: a query giving hash(keys) of every key that
+        # may repeat (a superset of this frame's repeated keys, computed once for several frames)
+        self.repeated = dict(repeated or {})
         empty = pl.from_arrow(con.sql(f"select * from ({query}) limit 0").to_arrow_table())
         self.schema = empty.schema
         self.columns = list(empty.columns)
@@ -701,7 +704,8 @@ class _SqlRows:
             sql = " ".join(("- " if t.startswith("-") else "+ ") + _idents([t.lstrip("+-")]) + "::hugeint"
                            for t in terms)
             exprs.append(f"({sql})::double as {_idents([d['name']])}")
-        return _SqlRows(SqlFrame(self.src.con, f"select *, {', '.join(exprs)} from ({self.src.query})"))
+        return _SqlRows(SqlFrame(self.src.con, f"select *, {', '.join(exprs)} from ({self.src.query})",
+                                 self.src.repeated))
 
     def group_counts(self, cols: list[str]) -> pl.DataFrame:
         frame = self.src._sql(f"select {_idents(cols)}, count(*) as {_COUNT_COL} from ({self.src.query}) group by all")
@@ -740,10 +744,13 @@ class _SqlRows:
         total = self.height
         (missing,) = self.src.con.execute(f"select count(*) from ({self.src.query}) where {all_null}").fetchall()[0]
         # candidates by 64-bit hash first (grouping integers is far cheaper than grouping 10M
-        # strings; every repeated key is among them), then the candidates grouped exactly
+        # strings; every repeated key is among them), then the candidates grouped exactly. The
+        # candidates may be given (`repeated`): hashes repeated in a superset of these rows
+        given = self.src.repeated.get(tuple(cols))
+        hashes = given or f"select hash({keys}) as h from k group by 1 having count(*) > 1"
         dups = self.src._sql(
             f"with k as (select {keys} from ({self.src.query}) where not ({all_null})), "
-            f"h as (select hash({keys}) as h from k group by 1 having count(*) > 1) "
+            f"h as ({hashes}) "
             f"select {keys}, count(*) as __n from k where hash({keys}) in (select h from h) "
             f"group by all having count(*) > 1"
         )

@@ -368,6 +368,14 @@ def test_duckdb_reductions_agree_with_memory_and_full(params, suite, frame):
     con.register("rows_in", pf.to_arrow())
     con.execute("create table t as select * from rows_in")
     in_db = v.validate_frame(suite, v.SqlFrame(con, "select * from t"), severity=v.WARNING, runtime_params=params)
+    # the uniqueness candidates given, as ingest gives them: hashes of the ids repeated in a superset of
+    # the rows (these rows and another file's: "S1" and "X1" repeat there, and "P1" once more)
+    con.execute("create table other as select unnest(['X1', 'X1', 'S1', 'P1']) as line_id")
+    con.execute("create table cand as select hash(line_id) as h from (select line_id from t union all "
+                "select line_id from other) where line_id is not null group by 1 having count(*) > 1")
+    given = v.validate_frame(suite, v.SqlFrame(con, "select * from t", {("line_id",): "select h from cand"}),
+                             severity=v.WARNING, runtime_params=params)
+    assert given["expectations"] == in_db["expectations"]
     in_memory = v.validate_frame(suite, pf, severity=v.WARNING, runtime_params=params)
     full = v.validate_frame(suite, pf, severity=v.WARNING, runtime_params=params, compact=False)
     keys = ("status", "unexpected_count", "element_count", "missing_count")

@@ -8,9 +8,11 @@ with ids as (
 ),
 
 repeated_hashes as (
-    -- 64-bit hashes that occur more than once: grouping integers is far cheaper than grouping 10M
-    -- strings, and every id that repeats is among them (a hash collision only adds a candidate)
-    select hash(line_id) as h from ids group by 1 having count(*) > 1
+    -- 64-bit hashes of the line ids that occur more than once in the files as read (found by ingest
+    -- for the input suites: gates.run_input_suites). grouping integers is far cheaper than grouping
+    -- 10M strings; every id that repeats among the usable rows is among them, since those rows are
+    -- some of the rows read (a hash collision only adds a candidate)
+    select h from repeated_line_hashes
 ),
 
 repeated as (
