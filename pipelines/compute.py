@@ -198,8 +198,9 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     con.execute(
         """create or replace temp view credits as
            select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,
-                  invoice_date, customer_id, item, currency, digits, amount_minor, source_file, row_number,
-                  'subscription' as source, credited_program, note
+                  invoice_date, customer_id, item, currency, digits, amount_minor,
+                  (select source_file from file_rows where file = 'subscription_billing') as source_file,
+                  row_number, 'subscription' as source, credited_program, note
            from sub_shares
            union all
            select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,
@@ -207,11 +208,17 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
                   'project', null, null
            from project_shares"""
     )
-    crossing = con.execute(
-        """select line_id, credit_key, version, base_before, base_after, rate_before_tier, fx_rate, digits,
-                  credited_program, currency
-           from sub_shares where crosses_step order by line_id, credit_key"""
-    ).fetchall()
+    crossing = []
+    for line_id, key, tier, d, credited, currency in con.execute(
+        """select line_id, credit_key, tier_crossing, digits, credited_program, currency
+           from sub_shares where tier_crossing is not null order by line_id, credit_key"""
+    ).fetchall():
+        parts = tier.split("|")  # version|fx_rate|base_before|base_after|rate_before_tier (sql/sub_shares)
+        if len(parts) != 5:
+            raise RuntimeError(f"tier crossing of {line_id} is incomplete: {tier!r}")
+        version, fx, before, after, r0 = parts
+        crossing.append((line_id, key, int(version), Decimal(before), Decimal(after), Decimal(r0), Decimal(fx),
+                         d, credited, currency))
     if not crossing:
         return
     steps = con.execute("select version, above, uplift from tier_steps order by version, step_no").fetchall()

@@ -100,10 +100,12 @@ single_rate as (
     from bracketed as b
 )
 
--- one row per credited charge (8.9M at 10M lines): the tier details that `compute._credits` needs
--- to split a share across steps are kept only on the few rows that cross a step (null elsewhere,
--- which DuckDB stores in almost no memory), so the month's biggest table stays small enough not to
--- spill. credited_program (program currency, major units) feeds the ledger's tier base.
+-- one row per credited charge (8.9M at 10M lines), written to the work database: every column costs
+-- time to compress, so the tier details that `compute._credits` needs to split a share across steps
+-- are one text on the few rows that cross a step (null elsewhere): version|fx_rate|base_before|
+-- base_after|rate_before_tier, exact decimals as text. the source file is the subscription file on
+-- every row (the view `credits` names it). credited_program (program currency, major units) feeds
+-- the ledger's tier base.
 select
     line_id,
     credit_key,
@@ -116,15 +118,10 @@ select
     currency,
     digits,
     amount_minor,
-    source_file,
     row_number,
     credited_program,
-    crosses_step,
-    case when crosses_step then version end as version,
-    case when crosses_step then fx_rate end as fx_rate,
-    case when crosses_step then base_before end as base_before,
-    case when crosses_step then base_after end as base_after,
-    case when crosses_step then rate_before_tier end as rate_before_tier,
+    case when crosses_step
+         then concat_ws('|', version, fx_rate, base_before, base_after, rate_before_tier) end as tier_crossing,
     rate,
     -- minor units x credit% x rate, rounded half away from zero (exact decimal arithmetic)
     round(amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2) * rate)::hugeint as share_minor,
