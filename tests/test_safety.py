@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from builders import build, claim, partner, read_rows, sub
+from builders import build, claim, partner, proj, read_rows, sub
 
 from pipelines.engine import run_month
 
@@ -27,7 +27,9 @@ def _month(tmp_path):
                       enumerate(["=HYPERLINK(\"http://x\")", "P2", "P3", "P4", "P5"])],
         months={"2025-03": {"subscription_billing": [
             sub(f"L{i}", f"C{i}", "1000.00", "2025-03-10") for i in range(5)
-        ] + [sub("=cmd|' /C calc'!A0", "C1", "-1.00", "2025-03-10", line_type="refund", refers_to_line_id="nope")]}},
+        ] + [sub("=cmd|' /C calc'!A0", "C1", "-1.00", "2025-03-10", line_type="refund", refers_to_line_id="nope")],
+            # a project id (a statement's item) that is a formula with a comma: made text, then quoted
+            "project_billing": [proj("PL1", "P2", "100.00", "2025-03-10", project_id="=SUM(1,2)")]}},
     )
     return data
 
@@ -73,6 +75,10 @@ def test_formula_text_stays_text(tmp_path):
     assert "'=HYPERLINK(\"http://x\")" in names
     exc = read_rows(out / "2025-03" / "exceptions.csv")
     assert exc[0]["record_id"] == "'=cmd|' /C calc'!A0"
+    p2 = (out / "2025-03" / "statements" / "P2.csv").read_text()
+    assert [r["item"] for r in read_rows(out / "2025-03" / "statements" / "P2.csv") if r["record_id"] == "PL1"] == [
+        "'=SUM(1,2)"]
+    assert "\"'=SUM(1,2)\"" in p2  # quoted, as the comma needs
     for f in (out / "2025-03" / "statements").glob("*.csv"):
         for row in read_rows(f):
             for c in ("record_id", "customer_id", "item", "note", "source_file"):
