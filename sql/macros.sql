@@ -28,15 +28,25 @@ create or replace macro pow10(d) as
     case d when 0 then 1 when 1 then 10 when 2 then 100 when 3 then 1000 when 4 then 10000 end::hugeint;
 
 -- minor units back to a decimal string with exactly d digits: (-3050, 2) -> '-30.50'. exact: the
--- integer becomes a DECIMAL(38, 0) and is scaled by an exact decimal factor, whose text has d digits
--- (about 3x faster than integer division on HUGEINT, which statements do for every line).
-create or replace macro fmt_money(m, d) as
+-- integer becomes a DECIMAL(w, 0) and is scaled by an exact decimal factor, whose text has d digits
+-- (about 3x faster than integer division on HUGEINT, which statements do for every line). below
+-- 10^14 minor units (every real line) the product fits DECIMAL(18, d), which is 64-bit arithmetic and
+-- took a third of the time of DECIMAL(38, d) at 10M lines; larger values take the 128-bit path.
+create or replace macro fmt_money_wide(m, d) as
     case d when 0 then cast(m::hugeint as varchar)
            when 1 then cast(m::hugeint::decimal(38, 0) * 0.1::decimal(2, 1) as varchar)
            when 2 then cast(m::hugeint::decimal(38, 0) * 0.01::decimal(3, 2) as varchar)
            when 3 then cast(m::hugeint::decimal(38, 0) * 0.001::decimal(4, 3) as varchar)
            when 4 then cast(m::hugeint::decimal(38, 0) * 0.0001::decimal(5, 4) as varchar)
     end;
+create or replace macro fmt_money(m, d) as
+    case when m > -100000000000000 and m < 100000000000000 and d between 0 and 3 then
+        case d when 0 then cast(m::bigint as varchar)
+               when 1 then cast(m::decimal(14, 0) * 0.1::decimal(2, 1) as varchar)
+               when 2 then cast(m::decimal(14, 0) * 0.01::decimal(3, 2) as varchar)
+               when 3 then cast(m::decimal(14, 0) * 0.001::decimal(4, 3) as varchar)
+        end
+    else fmt_money_wide(m, d) end;
 
 -- text a spreadsheet would run as a formula gets a leading apostrophe (owasp csv injection advice).
 -- (the first character looked up with `contains`, neither a regex nor `in (...)`: DuckDB plans an
