@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import duckdb
@@ -71,8 +72,9 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     with its line end). It is sorted once by (partner, statement order) and streamed in Arrow
     batches; each batch is cut where the partner changes, and each slice is written as one block of
     bytes: the line numbers joined in front of the rows by Arrow, then the string column's data
-    buffer as it is. One sort and one pass: no window function, no query per partner, no CSV writer
-    and no Python loop over rows; memory bounded by the batch.
+    buffer as it is, by one writer thread while the next batch is fetched. One sort and one pass: no
+    window function, no query per partner, no CSV writer and no Python loop over rows; memory
+    bounded by two batches.
     """
     import numpy as np
     import pyarrow as pa
@@ -86,33 +88,46 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
     header = (",".join(STATEMENT_COLUMNS) + "\n").encode()
     written: dict[str, int] = {}
-    current, fh = None, None
-    try:
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            ids = batch.column(0)
-            nos = batch.column(1).to_numpy(zero_copy_only=False)
-            texts = batch.column(2)
-            # the batch is sorted by partner: a new slice starts wherever the partner number changes
-            starts = [0, *(np.flatnonzero(nos[1:] != nos[:-1]) + 1).tolist(), batch.num_rows]
-            for a, b in zip(starts, starts[1:]):
-                pid = ids[a].as_py()
-                if pid != current:
-                    if fh is not None:
-                        fh.close()
-                    if pid in written:
-                        raise RuntimeError(f"statement rows of {pid} are not contiguous")
-                    current, fh = pid, open(statements / statement_filename(pid), "wb")
-                    fh.write(header)
-                    written[pid] = 0
-                first = written[pid] + 1
-                numbers = pa.array(np.arange(first, first + b - a, dtype=np.int64)).cast(pa.string())
-                fh.write(_string_data(pc.binary_join_element_wise(numbers, texts.slice(a, b - a), ",")))
-                written[pid] += b - a
-    finally:
-        if fh is not None:
-            fh.close()
+    state: dict = {"current": None, "fh": None}
+
+    def write_batch(batch) -> None:
+        ids = batch.column(0)
+        nos = batch.column(1).to_numpy(zero_copy_only=False)
+        texts = batch.column(2)
+        # the batch is sorted by partner: a new slice starts wherever the partner number changes
+        starts = [0, *(np.flatnonzero(nos[1:] != nos[:-1]) + 1).tolist(), batch.num_rows]
+        for a, b in zip(starts, starts[1:]):
+            pid = ids[a].as_py()
+            if pid != state["current"]:
+                if state["fh"] is not None:
+                    state["fh"].close()
+                if pid in written:
+                    raise RuntimeError(f"statement rows of {pid} are not contiguous")
+                state["current"], state["fh"] = pid, open(statements / statement_filename(pid), "wb")
+                state["fh"].write(header)
+                written[pid] = 0
+            first = written[pid] + 1
+            numbers = pa.array(np.arange(first, first + b - a, dtype=np.int64)).cast(pa.string())
+            state["fh"].write(_string_data(pc.binary_join_element_wise(numbers, texts.slice(a, b - a), ",")))
+            written[pid] += b - a
+
+    # one writer thread, batches in order: DuckDB fetches the next batch while the last is written
+    # (Arrow and file writes release the GIL); at most two batches are in memory
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        try:
+            for batch in reader:
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write_batch, batch) if batch.num_rows else None
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                pending.cancel()
+                wait([pending])
+            if state["fh"] is not None:
+                state["fh"].close()
     pids = [r[0] for r in con.execute("select partner_id from partner_results order by partner_id").fetchall()]
     if sorted(written) != pids:
         raise RuntimeError("statements were not written for exactly the partners in partner_results")
