@@ -181,8 +181,8 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
     )
     con.execute(
         """create or replace temp view line_reconciliation as
-           select line_id, currency, amount_minor::bigint as amount,
-                  (partner_share + clawed_back)::bigint as partner_shares, company_share::bigint as company_share
+           select line_id, currency, amount_minor as amount,
+                  partner_share + clawed_back as partner_shares, company_share
            from line_totals"""
     )
     per_currency = con.execute(

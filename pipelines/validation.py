@@ -646,6 +646,11 @@ class SqlFrame:
         return self._sql(f"select {_idents(cols)} from ({self.query})") if cols else pl.DataFrame()
 
 
+def _whole(dtype: Any) -> bool:
+    """An integer column, or a DECIMAL(p, 0) (DuckDB's HUGEINT comes to Arrow as DECIMAL(38, 0))."""
+    return dtype.is_integer() or (isinstance(dtype, pl.Decimal) and dtype.scale == 0)
+
+
 def _idents(cols: Iterable[str]) -> str:
     return ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
 
@@ -694,12 +699,13 @@ class _SqlRows:
 
     def with_derived(self, derived: list[dict]) -> "_SqlRows | None":
         """These rows with `derived` added by DuckDB, when every one is a `decimal_sum` of integer
-        columns (exact in SQL; then a DOUBLE, as the in-memory path makes it); else None."""
+        columns (or DECIMAL(p, 0): exact in SQL as HUGEINT; then a DOUBLE, as the in-memory path
+        makes it); else None."""
         exprs = []
         for d in derived:
             terms = d.get("terms") or []
             if d["op"] != "decimal_sum" or not terms or any(
-                    t.lstrip("+-") not in self.schema or not self.schema[t.lstrip("+-")].is_integer() for t in terms):
+                    t.lstrip("+-") not in self.schema or not _whole(self.schema[t.lstrip("+-")]) for t in terms):
                 return None
             sql = " ".join(("- " if t.startswith("-") else "+ ") + _idents([t.lstrip("+-")]) + "::hugeint"
                            for t in terms)

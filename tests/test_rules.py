@@ -253,3 +253,22 @@ def test_statement_orders_a_days_shares_by_their_export_rows(tmp_path):
     assert [(r["record_id"], r["date"]) for r in rows if r["entry"] == "share"] == [
         ("M5", "2025-03-02"), ("Z9", "2025-03-05"), ("A1", "2025-03-05")]
     assert [r["line"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+
+
+def test_an_amount_beyond_64_bits_stays_exact(tmp_path):
+    """123456789012345678.99 USD is 12345678901234567899 cents, more than a 64-bit integer holds (the line
+    reconciliation suite cast it to 64 bits and stopped the run, before 2026-12-02). The charge crosses
+    the 1,000,000 tier step: 1,000,000 x 0.25 + 123456789011345678.99 x 0.35 = 43209876154220987.6465,
+    rounded once to 43209876154220987.65; the company keeps 80246912858124691.34."""
+    data = build(
+        tmp_path / "data",
+        partners=[partner("P1")],
+        attributions=[claim("K1", "C1", "P1")],
+        months={"2025-03": {"subscription_billing": [sub("L1", "C1", "123456789012345678.99", "2025-03-10")]}},
+    )
+    out = tmp_path / "out"
+    run_month(data, out, "2025-03")
+    usd = json.loads((out / "2025-03" / "summary.json").read_text())["by_currency"]["USD"]
+    assert (usd["billed"], usd["partner_share"], usd["company_share"]) == (
+        "123456789012345678.99", "43209876154220987.65", "80246912858124691.34")
+    assert balances(out, "2025-03")["P1"][1] == "43209876154220987.65"

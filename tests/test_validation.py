@@ -469,6 +469,24 @@ def test_line_reconciliation_catches_every_row():
     assert x["unexpected_count"] == 1 and x["element_count"] == 1000
 
 
+def test_line_reconciliation_in_duckdb_on_128_bit_minor_units():
+    """The gate's path (compute runs it on the month's lines in DuckDB): HUGEINT minor units, one line
+    beyond 64 bits that reconciles, and one line that is a cent out: only that one fails."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("""create table lines as select 'L' || i as line_id, 'USD' as currency, 1000::hugeint as amount,
+                   250::hugeint as partner_shares, case when i = 7 then 749 else 750 end::hugeint as company_share
+                   from range(1000) as t(i)""")
+    con.execute("insert into lines values ('BIG', 'USD', 12345678901234567899, 4320987615422098765, 8024691285812469134)")
+    frame = v.SqlFrame(con, "select * from lines")
+    assert frame._sql("select * from lines limit 0").schema["amount"] == pl.Decimal(38, 0)
+    r = v.validate_frame("line_reconciliation", frame, severity=v.FATAL)
+    (x,) = failed(r)
+    assert x["unexpected_count"] == 1 and x["element_count"] == 1001
+    assert "BIG" not in json.dumps(x)
+
+
 # -- report files ---------------------------------------------------------------------------------
 
 
