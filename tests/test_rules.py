@@ -6,7 +6,7 @@ Every expected number below is worked out in the comments from SPEC section 2, n
 import json
 from pathlib import Path
 
-from builders import PROGRAM, build, claim, partner, read_rows, sub
+from builders import PROGRAM, build, claim, partner, proj, read_rows, sub
 
 from pipelines.engine import run_month
 
@@ -235,23 +235,28 @@ def test_carried_balance_of_a_removed_or_recurrenced_partner_is_held_not_fatal(t
 
 
 def test_statement_orders_a_days_shares_by_their_export_rows(tmp_path):
-    """The statement lists shares by invoice date, then in the order of their rows in the billing export
-    (not by line id): Z9 comes before A1 on 03-05 because it is the earlier row of the file."""
+    """The statement lists shares by invoice date, then the subscription file's rows before the project
+    file's, each in row order (not by line id): Z9 comes before A1 on 03-05 because it is the earlier
+    row of its file, and the project line B0 (row 2 of its file) after both subscription lines."""
     data = build(
         tmp_path / "data",
         partners=[partner("P1")],
         attributions=[claim("K1", "C1", "P1")],
-        months={"2025-03": {"subscription_billing": [
-            sub("Z9", "C1", "100.00", "2025-03-05"),
-            sub("A1", "C1", "200.00", "2025-03-05"),
-            sub("M5", "C1", "300.00", "2025-03-02"),
-        ]}},
+        months={"2025-03": {
+            "subscription_billing": [
+                sub("Z9", "C1", "100.00", "2025-03-05"),
+                sub("X7", "C9", "50.00", "2025-03-05"),  # unattributed: no share
+                sub("A1", "C1", "200.00", "2025-03-05"),
+                sub("M5", "C1", "300.00", "2025-03-02"),
+            ],
+            "project_billing": [proj("B0", "P1", "400.00", "2025-03-05")],
+        }},
     )
     out = tmp_path / "out"
     run_month(data, out, "2025-03")
     rows = read_rows(out / "2025-03" / "statements" / "P1.csv")
     assert [(r["record_id"], r["date"]) for r in rows if r["entry"] == "share"] == [
-        ("M5", "2025-03-02"), ("Z9", "2025-03-05"), ("A1", "2025-03-05")]
+        ("M5", "2025-03-02"), ("Z9", "2025-03-05"), ("A1", "2025-03-05"), ("B0", "2025-03-05")]
     assert [r["line"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
 
 

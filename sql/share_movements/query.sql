@@ -26,8 +26,9 @@ select
     null::varchar as refers_to,
     c.note,
     c.invoice_date + p.holding_days < p.next_month_start as payable,
-    -- the statement's order within a day: the charge's row in its billing export (an integer sort
-    -- key; not a ledger column, so the ledger delta leaves it out)
-    c.row_number as sort_row
+    -- the statement's order within a day: the subscription export's rows, then the project
+    -- export's, each in row order (source rank x 2^40 + row: one integer sort key). not a ledger
+    -- column, so the ledger delta leaves it out
+    (case when c.source = 'subscription' then 0 else 1 end)::bigint * 1099511627776 + c.row_number as sort_row
 from credits as c
 cross join run_params as p

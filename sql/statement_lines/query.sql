@@ -56,7 +56,7 @@ movement_rows as (
             case when r.held then 'held (' || r.status || '): waits for a later run' end
         ), '') as note,
         m.kind,
-        m.sort_row,  -- the month's shares: the charge's row in its export (null for other movements)
+        m.sort_row,  -- the month's shares: the charge's file and row (share_movements; null for others)
         m.movement_id as sort_key
     from open_movements as m
     join results as r on r.partner_id = m.partner_id
@@ -155,8 +155,8 @@ statement_rows as (
 
 -- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_row, sort_key,
 -- sort_n), which is partner_id order first; the month's shares of a day in the order of their rows in
--- the billing export (an integer: comparing movement ids took 2-3 s more at 10M lines), then by
--- movement id, which is unique. row_text is the row as CSV from `entry` to `note` with its line end
+-- the billing exports, subscription file first (an integer: comparing movement ids took 2-3 s more
+-- at 10M lines), then by movement id, which is unique. row_text is the row as CSV from `entry` to `note` with its line end
 -- (csv_field makes text formula-safe and quotes it where needed; a null is an empty field; source_file
 -- and item are CSV fields already; the other fields are numbers, dates, codes and fixed words, which
 -- need neither). the writer puts the partner's line number, 1, 2, ... in that order, in front of it
