@@ -226,15 +226,15 @@ def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params:
         f"create or replace view stg_{f.key} as "
         f"select * exclude (reason_code, message) from checked_{f.key} where reason_code is null"
     )
-    con.execute(
+    # an INSERT returns the number of rows it inserted (as compute.split counts its refused rows)
+    (bad,) = con.execute(
         f"""insert into quarantine
             select $label, row_number, cast("{f.record_id}" as varchar), reason_code, message
             from checked_{f.key} where reason_code is not null""",
         {"label": f.label(month)},
-    )
+    ).fetchall()[0]
     (used,) = con.execute(f"select count(*) from stg_{f.key}").fetchall()[0]
-    (bad,) = con.execute(f"select count(*) from checked_{f.key} where reason_code is not null").fetchall()[0]
-    return used, bad
+    return used, int(bad)
 
 
 _SHOWN_SIZE = re.compile(r"^([0-9.]+) ?(bytes|KiB|MiB|GiB|TiB|PiB)$")
