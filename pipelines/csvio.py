@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024 * 1024
-_NL, _QUOTE, _COMMA = 10, 34, 44
+_NL, _CR, _QUOTE, _COMMA = 10, 13, 34, 44
 
 
 class CsvError(ValueError):
@@ -134,54 +135,96 @@ def index_records(path: Path) -> RecordIndex:
     )
 
 
-#: the fast path gives up (and the record index takes over) when more lines than this hold a quote
+#: reading by lines gives up (and the record index takes over) when more lines than this hold a
+#: quote (those lines are parsed by the record index)
 MAX_QUOTED_LINES = 10_000
+#: ... or when the file holds more quote characters than this (a file quoted throughout)
+MAX_QUOTES = 1_000_000
+
+
+SCAN_BLOCK = 8 * 1024 * 1024  # small enough for the CPU's cache: each byte test is one fast pass
 
 
 @dataclass
-class PhysicalLines:
-    """Every data line of a file whose records are exactly its physical lines (see `read_lines`)."""
+class LineScan:
+    """What one pass over a file's bytes tells: its records can be its physical lines, and how many."""
 
-    plain: pa.Table  # row_number (int64, the physical line), line (text), commas: lines without a quote
-    quoted_rows: np.ndarray  # physical line numbers of the lines that hold a quote, in file order
-    quoted_text: bytes  # those lines, each ending in a newline (for the record index and DuckDB's parser)
+    data_lines: int  # physical lines after the header (a last line without a line end counts)
+    quotes: int  # quote characters after the header
+    commas: int  # commas after the header
 
 
-def read_lines(path: Path) -> PhysicalLines | None:
-    """The data lines of `path` with their physical line numbers, read on all cores, or None.
+def scan_lines(path: Path) -> LineScan | None:
+    """Count a file's lines, quotes and commas, and check its line ends, block by block (numpy;
+    memory stays bounded).
 
-    When no record spans two lines, a record's line number is its position plus 2 (the header is
-    line 1), so the file can be split at newlines by Polars' multi-threaded reader instead of
-    indexed byte by byte. That holds when the file has no blank line, no carriage return outside a
-    CRLF line end and no line with an odd number of quotes; None sends any other file (and one
-    Polars cannot read, e.g. bytes that are not UTF-8) to `index_records`, which handles every case. Lines that hold a
-    quote are returned apart, so that DuckDB's CSV parser (through the record index) splits them.
-    """
-    import polars as pl
-
+    None when a record might not be one physical line, or the file is quoted throughout: a header
+    with an odd number of quotes (it spans lines), a CR that is not part of a CRLF line end when
+    every line ends so, or more than `MAX_QUOTES` quotes. Blank lines and quoted newlines are not
+    looked for here: the reader counts its records against `data_lines` (see ingest)."""
     with open(path, "rb") as fh:
-        if fh.readline().count(b'"') % 2:
-            return None  # a header that spans lines
-    try:
-        frame = pl.read_csv(path, has_header=False, skip_rows=1, infer_schema=False, separator="\x1f",
-                            quote_char=None, new_columns=["line"], row_index_name="row_number",
-                            row_index_offset=2)
-    except pl.exceptions.PolarsError:  # e.g. bytes that are not UTF-8, no data line, a 0x1f byte
-        return None
-    line = frame["line"]
-    if frame.width != 2 or line.null_count() or line.str.contains("\r", literal=True).any():
-        return None  # a blank line (Polars keeps it as a null) or a CR that is not part of a CRLF line end
-    has_quote = line.str.contains('"', literal=True)
-    quoted = frame.filter(has_quote)
-    if quoted.height > MAX_QUOTED_LINES or (quoted["line"].str.count_matches('"', literal=True) % 2 == 1).any():
-        return None  # quoted everywhere, or a quoted field that holds a newline
-    plain = frame.filter(~has_quote) if quoted.height else frame
-    plain = plain.select(pl.col("row_number").cast(pl.Int64), "line",
-                         pl.col("line").str.count_matches(",", literal=True).cast(pl.Int32).alias("commas"))
-    text = ("\n".join(quoted["line"].to_list()) + "\n").encode() if quoted.height else b""
-    # string_view columns: DuckDB scans them as they are (no copy into Arrow's large_string)
-    return PhysicalLines(plain=plain.to_arrow(compat_level=pl.CompatLevel.newest()),
-                         quoted_rows=quoted["row_number"].cast(pl.Int64).to_numpy(), quoted_text=text)
+        header = fh.readline()
+    if header.count(b'"') % 2:
+        return None  # a header that spans lines
+    newlines = crs = crlfs = quotes = commas = 0
+    prev = last = 0  # the byte before the block (for a CRLF split between blocks)
+    size = 0
+    buf = bytearray(SCAN_BLOCK)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            a = np.frombuffer(buf, dtype=np.uint8, count=n)
+            newlines += int(np.count_nonzero(a == _NL))
+            commas += int(np.count_nonzero(a == _COMMA))
+            if buf.find(b"\r", 0, n) != -1:
+                cr = a == _CR
+                crs += int(np.count_nonzero(cr))
+                crlfs += int(np.count_nonzero(cr[:-1] & (a[1:] == _NL)))
+            crlfs += prev == _CR and a[0] == _NL
+            if buf.find(b'"', 0, n) != -1:
+                quotes += int(np.count_nonzero(a == _QUOTE))
+                if quotes > MAX_QUOTES:
+                    return None
+            prev = last = int(a[-1])
+            size += n
+    if crs and not (crs == crlfs == newlines):
+        return None  # a lone CR, or LF and CRLF line ends mixed
+    lines = newlines + (size > 0 and last != _NL)
+    return LineScan(data_lines=max(lines - 1, 0), quotes=quotes - header.count(b'"'),
+                    commas=commas - header.count(b","))
+
+
+def line_starts(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """For a file `scan_lines` accepted: the byte offset where each physical line starts (line 1
+    first, then one past the end of the file), and the line number of each quote after the header."""
+    with open(path, "rb") as fh:
+        header_len = len(fh.readline())
+    starts, quote_at = [np.zeros(1, dtype=np.int64)], []
+    offset = 0
+    buf = bytearray(SCAN_BLOCK)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            a = np.frombuffer(buf, dtype=np.uint8, count=n)
+            starts.append(np.flatnonzero(a == _NL) + (offset + 1))
+            if buf.find(b'"', 0, n) != -1:
+                quote_at.append(np.flatnonzero(a == _QUOTE) + offset)
+            offset += n
+    ends = np.concatenate(starts).astype(np.int64)
+    if ends[-1] != offset:
+        ends = np.append(ends, offset)  # a last line without a line end
+    quotes = np.concatenate(quote_at) if quote_at else np.zeros(0, dtype=np.int64)
+    quotes = quotes[quotes >= header_len]
+    # a byte's line = 1 + the newlines before it = the number of line starts at or before it
+    return ends, np.searchsorted(ends, quotes, side="right")
+
+
+def physical_lines(path: Path, starts: np.ndarray, numbers: Iterable[int]) -> list[bytes]:
+    """The bytes of a few physical lines (1-based numbers), without their line ends."""
+    out = []
+    with open(path, "rb") as fh:
+        for n in numbers:
+            fh.seek(int(starts[n - 1]))
+            out.append(fh.read(int(starts[n] - starts[n - 1])).removesuffix(b"\n").removesuffix(b"\r"))
+    return out
 
 
 def read_header(path: Path) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from pathlib import Path
 
 import duckdb
@@ -53,19 +52,20 @@ def check_presence(data_dir: Path, month: str) -> None:
 
 
 def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, month: str, scratch: Path,
-               fast_max_bytes: int | None = None) -> int:
-    """Create `raw_<key>` (a temp table): every well-formed record as text plus its physical line;
+               by_lines: bool = True) -> int:
+    """Create `raw_<key>` (a temp view): every well-formed record as text plus its physical line;
     quarantine the rest.
 
-    Two readers give the same table. A file whose records are its physical lines (no carriage
-    return, no blank line, no quoted newline) and no larger than `fast_max_bytes` (the memory
-    budget: it is held in memory while it is split) is read by Polars on all cores and split at
-    commas by DuckDB; its few lines with quotes go through the record index and DuckDB's CSV parser.
-    Any other file is indexed record by record (`csvio.index_records`), streaming.
-    tests/test_ingest_paths.py checks that both give the same rows and quarantine.
+    Two readers give the same rows. A file whose records are its physical lines (no lone carriage
+    return, no blank line, no quoted newline) is read by DuckDB's CSV reader on all cores, split at
+    commas, each row numbered by its position (`_stage_by_lines`); its few lines with quotes go
+    through the record index. Any other file (or any file when `by_lines` is false) is indexed
+    record by record (`csvio.index_records`), streaming. tests/test_ingest_paths.py checks that
+    both give the same rows and quarantine.
     """
     path = f.path(data_dir, month)
     label = f.label(month)
+    _drop_relation(con, f"raw_{f.key}")
     if not path.exists():  # an optional file that is absent holds no rows
         _empty_raw(con, f)
         con.execute("insert into file_rows values (?, ?, 0)", [f.key, label])
@@ -74,19 +74,25 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
         header = csvio.read_header(path)
     except csvio.CsvError as exc:
         raise MissingInput(f"{label}: {exc}") from None
-    lines = None
-    if fast_max_bytes is None or path.stat().st_size <= fast_max_bytes:
-        lines = csvio.read_lines(path)
-    if lines is None:
+    counted = _stage_by_lines(con, f, path, label, scratch, header) if by_lines else None
+    if counted is None:
         n_good, n_bad = _stage_indexed(con, f, path, label, scratch, f"raw_{f.key}")
     else:
-        n_good, n_bad = _stage_lines(con, f, path, label, scratch, header, lines)
+        n_good, n_bad = counted
     _record_source(con, f.key, path)
     con.execute("insert into file_rows values (?, ?, ?)", [f.key, label, n_good + n_bad])
     log.info("%s: %d rows read, %d malformed (%s)", label, n_good + n_bad, n_bad,
-             "indexed" if lines is None else "read by lines")
+             "indexed" if counted is None else "read by lines")
     return n_good + n_bad
 
+
+def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a table or view of this name (DROP VIEW refuses a table and DROP TABLE a view)."""
+    for (kind,) in con.execute(
+        "select 'view' from duckdb_views() where view_name = $n and temporary "
+        "union all select 'table' from duckdb_tables() where table_name = $n and temporary", {"n": name}
+    ).fetchall():
+        con.execute(f"drop {kind} {name}")
 
 def _select_columns(f: InputFile, header: list[str], field) -> str:
     """The spec's columns from a record's fields, by header position (extra columns are ignored)."""
@@ -103,39 +109,101 @@ def _malformed(label: str, header: list[str], f: InputFile, row: int, fields: li
     return (label, row, rec_id or None, "malformed_row", f"expected {len(header)} fields, found {found}")
 
 
-def _stage_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path,
-                 header: list[str], lines: csvio.PhysicalLines) -> tuple[int, int]:
-    """`raw_<key>` from a file's physical lines: lines without quotes split at commas (DuckDB, in
-    parallel), lines with quotes parsed by the record index and DuckDB's CSV reader."""
-    n = len(header)
-    con.register("_plain_lines", lines.plain)
+_COLUMN_COUNT_ERRORS = {"MISSING COLUMNS", "TOO MANY COLUMNS"}
+
+
+def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path,
+                    header: list[str]) -> tuple[int, int] | None:
+    """`raw_<key>` when the file's records are its physical lines; None (nothing created) otherwise.
+
+    DuckDB's parallel CSV reader, with quoting off, splits every line at commas into `_lines_<key>`
+    (a temp table, in file order) and rejects lines with the wrong number of fields, naming their
+    line. Its rows are the file's lines when there are as many as `csvio.scan_lines` counted (a
+    blank line, which the reader skips, would make them fewer), and when they hold as many commas
+    (the reader also accepts a line with extra empty fields at its end). Then accepted row `rowid`
+    is line `rowid + 2` plus the rejected lines before it. The lines that hold a quote (at most
+    `MAX_QUOTED_LINES`, each with an even number of quotes, else None) are parsed by the record
+    index instead, and `raw_<key>` is a view over both.
+    """
+    scan = csvio.scan_lines(path)
+    if scan is None:
+        return None
+    lines, rejects = f"_lines_{f.key}", f"_rejects_{f.key}"
+    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header))) + "}"
+    select = _select_columns(f, header, lambda i: f"c{i}")
     try:
-        # a line without quotes is one record, its fields the text between commas (n - 1 of them)
-        bad = con.execute("select row_number, string_split(line, ',') from _plain_lines where commas <> $c "
-                          "order by row_number", {"c": n - 1}).fetchall()
-        select = _select_columns(f, header, lambda i: f"fields[{i + 1}]")
         con.execute(
-            f"create or replace temp table raw_{f.key} as select row_number, {select} "
-            "from (select row_number, string_split(line, ',') as fields from _plain_lines where commas = $c)",
-            {"c": n - 1})
-    except duckdb.Error as exc:
-        raise _unreadable(label, exc) from None
+            f"create or replace temp table {lines} as select {select} "
+            f"from read_csv($path, header = true, columns = {columns}, auto_detect = false, delim = ',', "
+            "quote = '', escape = '', strict_mode = true, null_padding = false, "
+            f"ignore_errors = true, store_rejects = true, rejects_table = '{rejects}', "
+            f"rejects_scan = '{rejects}_scan')",
+            {"path": str(path)})
+        rejected = con.execute(
+            f"select line, bool_and(list_contains($ok, error_type)), any_value(csv_line) from {rejects} "
+            "group by line order by line",
+            {"ok": sorted(_COLUMN_COUNT_ERRORS)}).fetchall()
+        (accepted,) = con.execute(f"select count(*) from {lines}").fetchall()[0]
+    except duckdb.Error:  # e.g. a line longer than the reader's buffer: the record index copes
+        rejected, accepted = None, 0
     finally:
-        con.unregister("_plain_lines")
-    rows = [_malformed(label, header, f, int(r), fields, len(fields)) for r, fields in bad]  # the few malformed
+        for t in (rejects, f"{rejects}_scan"):
+            _drop_relation(con, t)
+
+    def give_up() -> None:
+        _drop_relation(con, lines)
+
+    # every rejection a count of fields (not e.g. bytes that are not UTF-8), every line a row or a rejection
+    if rejected is None or not all(ok for _, ok, _ in rejected) or accepted + len(rejected) != scan.data_lines:
+        return give_up()
+    reject_lines = np.array([int(line) for line, _, _ in rejected], dtype=np.int64)
+    quoted = np.zeros(0, dtype=np.int64)
+    starts = np.zeros(0, dtype=np.int64)
+    if len(rejected) or scan.quotes:
+        starts, quote_lines = csvio.line_starts(path)
+        quoted, quote_count = np.unique(quote_lines, return_counts=True)
+        if len(quoted) > csvio.MAX_QUOTED_LINES or (quote_count % 2).any():
+            return give_up()  # quoted throughout, or a quoted field that holds a newline
+    read_again = np.union1d(reject_lines, quoted).astype(np.int64)  # the few lines whose text is needed
+    texts = dict(zip(read_again.tolist(), csvio.physical_lines(path, starts, read_again)))
+    # the reader's line numbers, checked against the file (its text of a line may carry the line end before it)
+    if any(texts[line].decode("utf-8", "replace") != text.strip("\r\n") for line, _, text in rejected):
+        return give_up()
+    accepted_quoted = quoted[~np.isin(quoted, reject_lines)]
+    # each accepted row other than a quoted one holds exactly len(header) - 1 commas
+    commas = (len(header) - 1) * (accepted - len(accepted_quoted)) + sum(t.count(b",") for t in texts.values())
+    if commas != scan.commas:
+        return give_up()
+
+    is_quoted = set(quoted.tolist())
+    malformed = [line for line in reject_lines.tolist() if line not in is_quoted]
+    rows = [_malformed(label, header, f, line, fields, len(fields))
+            for line in malformed for fields in [texts[line].decode("utf-8", "replace").split(",")]]
     if rows:
         con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
-    n_good, n_bad = lines.plain.num_rows - len(rows), len(rows)
-    if len(lines.quoted_rows):
+    n_good, n_bad = accepted - len(accepted_quoted), len(rows)
+    # accepted row p is line p + 2 + the rejected lines before it: the k-th rejected line (0-based)
+    # comes after p = line - 2 - k accepted rows
+    row_number = "rowid + 2"
+    if len(reject_lines):
+        after = reject_lines - 2 - np.arange(len(reject_lines))
+        con.execute(f"create or replace temp table {lines}_gaps as select unnest($after::bigint[]) as after",
+                    {"after": after.tolist()})
+        row_number += f" + len(list_filter((select list(after) from {lines}_gaps), lambda x: x <= rowid))"
+    view = f"select {row_number} as row_number, * from {lines}"
+    if len(quoted):
+        positions = accepted_quoted - 2 - np.searchsorted(reject_lines, accepted_quoted)
+        con.execute(f"delete from {lines} where rowid in (select unnest($p::bigint[]))", {"p": positions.tolist()})
+        again = scratch / f"{f.key}.quoted.csv"
         with open(path, "rb") as fh:
             head = fh.readline()
-        quoted = scratch / f"{f.key}.quoted.csv"
-        quoted.write_bytes(head.rstrip(b"\r\n") + b"\n" + lines.quoted_text)  # LF line ends throughout
-        g, b = _stage_indexed(con, f, quoted, label, scratch, f"_quoted_{f.key}", row_of=lines.quoted_rows)
-        con.execute(f"insert into raw_{f.key} select * from _quoted_{f.key}")
-        con.execute(f"drop table _quoted_{f.key}")
-        quoted.unlink()
+        # LF line ends throughout
+        again.write_bytes(head.rstrip(b"\r\n") + b"\n" + b"".join(texts[line] + b"\n" for line in quoted.tolist()))
+        g, b = _stage_indexed(con, f, again, label, scratch, f"_quoted_{f.key}", row_of=quoted)
+        again.unlink()
         n_good, n_bad = n_good + g, n_bad + b
+        view += f" union all select * from _quoted_{f.key}"
+    con.execute(f"create temp view raw_{f.key} as {view}")
     return n_good, n_bad
 
 
@@ -237,30 +305,13 @@ def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params:
     return used, int(bad)
 
 
-_SHOWN_SIZE = re.compile(r"^([0-9.]+) ?(bytes|KiB|MiB|GiB|TiB|PiB)$")
-
-
-def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    """The connection's memory limit in bytes, as DuckDB enforces it (so every form DuckDB accepts
-    for PAYOUTS_MEMORY_LIMIT works: 2GB, 3G, 2GiB, 80%). DuckDB shows it rounded ('1.8 GiB'), which
-    is close enough for choosing a reader; 0 (stream every file) if the text is not understood."""
-    (shown,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
-    m = _SHOWN_SIZE.match(str(shown).strip())
-    if not m:
-        return 0
-    power = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"].index(m.group(2))
-    return int(float(m.group(1)) * 1024**power)
-
-
 def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:
-    """Stage, type-check and quarantine every input file; an export up to the memory limit is read
-    by lines (`stage_file`), a larger one streams through the record index."""
+    """Stage, type-check and quarantine every input file (`stage_file`, then `type_check`)."""
     con.execute(QUARANTINE_DDL)
     con.execute(COUNTS_DDL)
-    fast_max_bytes = memory_limit_bytes(con)
     counts = {}
     for f in ALL_INPUTS:
-        read = stage_file(con, f, data_dir, month, scratch, fast_max_bytes)
+        read = stage_file(con, f, data_dir, month, scratch)
         used, bad = type_check(con, f, month, params)
         counts[f.key] = {"read": read, "used_after_typing": used}
         log.info("%s: %d usable after type checks, %d quarantined", f.label(month), used, bad)
