@@ -82,9 +82,8 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
 
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
-    order = "statement_no, sort_section, sort_kind, sort_date, sort_row, sort_key, sort_n"
     rel = con.sql(f"select statement_partner_id, statement_no, row_text "
-                  f"from ({sqlfiles.query_text('statement_lines')}) order by {order}", params=params)
+                  f"from ({sqlfiles.query_text('statement_lines')}) order by line_order", params=params)
     reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
     header = (",".join(STATEMENT_COLUMNS) + "\n").encode()
     written: dict[str, int] = {}
@@ -345,9 +344,9 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         # written as the two kinds of open movement: the first filter reaches the shares' scan, and
         # the held partners (few) are a semi join; one predicate with `not in` built every share
         # movement before filtering (1.3 s against 0.2 s at 10M lines)
-        "movements": """select * exclude (payable, sort_row) from new_movements where not (payable or not netted)
+        "movements": """select * exclude (payable, sort_row, sort_credit) from new_movements where not (payable or not netted)
                          union all
-                         select * exclude (payable, sort_row) from new_movements
+                         select * exclude (payable, sort_row, sort_credit) from new_movements
                          where (payable or not netted) and partner_id in (select partner_id from held_partners)""",
         "settlements": """select $m as billing_month, movement_id from carried_movements
                            where (payable or not netted)

@@ -260,6 +260,42 @@ def test_statement_orders_a_days_shares_by_their_export_rows(tmp_path):
     assert [r["line"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
 
 
+def test_statement_breaks_ties_by_movement_id(tmp_path):
+    """Rows that tie on date and export row are listed by movement id, as text: a charge credited to
+    one partner under two claims lists claim K10 before K2 ('share:L1:K10' < 'share:L1:K2'); two
+    refunds of one day list RA's clawbacks before RZ's although RZ is the earlier row of the file;
+    conversions of a kind list their currencies alphabetically (EUR, GBP, USD)."""
+    data = build(
+        tmp_path / "data",
+        partners=[partner("P1")],
+        attributions=[claim("K2", "C1", "P1", credit_pct="40"), claim("K10", "C1", "P1", credit_pct="60")],
+        fx=[dict(rate_date="2025-03-31", currency="EUR", rate="1.10"),
+            dict(rate_date="2025-03-31", currency="GBP", rate="1.30")],
+        months={"2025-03": {
+            "subscription_billing": [
+                sub("L1", "C1", "100.00", "2025-03-05"),
+                sub("L2", "C1", "200.00", "2025-03-05"),
+                sub("G1", "C1", "10.00", "2025-03-06", currency="GBP"),
+                sub("E1", "C1", "10.00", "2025-03-06", currency="EUR"),
+                sub("RZ", "C1", "-100.00", "2025-03-20", line_type="refund", refers_to_line_id="L1",
+                    subscription_start=""),
+                sub("RA", "C1", "-200.00", "2025-03-20", line_type="refund", refers_to_line_id="L2",
+                    subscription_start=""),
+            ],
+        }},
+    )
+    out = tmp_path / "out"
+    run_month(data, out, "2025-03")
+    rows = read_rows(out / "2025-03" / "statements" / "P1.csv")
+    shares = [(r["record_id"], r["amount"]) for r in rows if r["entry"] == "share" and r["record_id"] == "L1"]
+    assert shares == [("L1", "15.00"), ("L1", "10.00")]  # K10 (60% of 25.00) before K2 (40%)
+    claws = [(r["record_id"], r["amount"]) for r in rows if r["entry"] == "clawback"]
+    assert claws == [("RA", "-30.00"), ("RA", "-20.00"), ("RZ", "-15.00"), ("RZ", "-10.00")]
+    assert [(r["currency"], r["item"]) for r in rows if r["entry"] == "conversion"] == [
+        ("EUR", "share"), ("GBP", "share"), ("USD", "share"), ("USD", "clawback")]  # by kind, then currency
+    assert [r["line"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+
+
 def test_an_amount_beyond_64_bits_stays_exact(tmp_path):
     """123456789012345678.99 USD is 12345678901234567899 cents, more than a 64-bit integer holds (the line
     reconciliation suite cast it to 64 bits and stopped the run, before 2026-12-02). The charge crosses

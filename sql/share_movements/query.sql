@@ -27,8 +27,10 @@ select
     c.note,
     c.invoice_date + p.holding_days < p.next_month_start as payable,
     -- the statement's order within a day: the subscription export's rows, then the project
-    -- export's, each in row order (source rank x 2^40 + row: one integer sort key). not a ledger
-    -- column, so the ledger delta leaves it out
-    (case when c.source = 'subscription' then 0 else 1 end)::bigint * 1099511627776 + c.row_number as sort_row
+    -- export's, each in row order (source rank x 2^40 + row: one integer sort key). not ledger
+    -- columns, so the ledger delta leaves them out
+    (case when c.source = 'subscription' then 0 else 1 end)::bigint * 1099511627776 + c.row_number as sort_row,
+    -- and, for a charge credited more than once to one partner, by credit key (as movement ids sort)
+    c.credit_key as sort_credit
 from credits as c
 cross join run_params as p

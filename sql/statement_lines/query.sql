@@ -33,6 +33,33 @@ item_fields as (
     select item, csv_field(item) as field from (select distinct item from open_movements where item is not null)
 ),
 
+-- the statement's order within a day breaks ties by movement id (for a conversion, by currency).
+-- no text is sorted: the month's shares are ordered by their export row, and a charge credited to
+-- one partner more than once by credit key (the rest of their movement id is the same); the other
+-- movements (few: clawbacks, fees, referral fees, carried movements) and the currencies by their
+-- rank in text order. open_movements is those three: carried, shares and other movements
+credit_ranks as (
+    select credit_key as sort_credit, row_number() over (order by credit_key) as tie
+    from (select distinct credit_key from credits)
+),
+
+key_ranks as (
+    select sort_key, row_number() over (order by sort_key) as tie
+    from (select movement_id as sort_key from other_movements
+          union select movement_id from carried_movements
+          union select currency from conversions)
+),
+
+movements as (
+    select s.*, cr.tie
+    from share_movements as s
+    join credit_ranks as cr on cr.sort_credit = s.sort_credit
+    union all by name
+    select o.*, kr.tie
+    from (select * from carried_movements union all by name select * from other_movements) as o
+    join key_ranks as kr on kr.sort_key = o.movement_id
+),
+
 movement_rows as (
     select
         m.partner_id,
@@ -57,8 +84,8 @@ movement_rows as (
         ), '') as note,
         m.kind,
         m.sort_row,  -- the month's shares: the charge's file and row (share_movements; null for others)
-        m.movement_id as sort_key
-    from open_movements as m
+        m.tie
+    from movements as m
     join results as r on r.partner_id = m.partner_id
     left join rate_texts as rt on rt.rate = m.rate
     left join pct_texts as pt on pt.credit_pct = m.credit_pct
@@ -86,8 +113,9 @@ conversion_rows as (
             || fmt_money(c.currency_total_minor, r.payout_digits) || ' ' || r.payout_currency || ')' as note,
         c.kind,
         null::bigint as sort_row,
-        c.currency as sort_key
+        kr.tie
     from conversions as c
+    join key_ranks as kr on kr.sort_key = c.currency
     join results as r on r.partner_id = c.partner_id
     join currencies as cur on cur.code = c.currency
 ),
@@ -112,11 +140,11 @@ summary_rows as (
 all_rows as (
     select partner_id, section, entry, entry_date, source_file, record_id, customer_id, item, currency,
            billed_amount, credit_pct, rate, amount, payout_amount, note,
-           kind, sort_row, sort_key, 0 as n
+           kind, sort_row, tie, 0 as n
     from movement_rows
     union all
     select partner_id, section, entry, entry_date, source_file, record_id, customer_id, item, currency,
-           billed_amount, credit_pct, rate, amount, payout_amount, note, kind, sort_row, sort_key, 0
+           billed_amount, credit_pct, rate, amount, payout_amount, note, kind, sort_row, tie, 0
     from conversion_rows
     union all
     select s.partner_id, s.section, s.entry, null, null, null, null, null, r.payout_currency, null, null, null,
@@ -133,7 +161,7 @@ statement_rows as (
         list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
         entry_date as sort_date,
         sort_row,
-        sort_key,
+        tie as sort_tie,
         n as sort_n,
         entry,
         entry_date as date,
@@ -153,23 +181,35 @@ statement_rows as (
     join results as r on r.partner_id = a.partner_id
 )
 
--- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_row, sort_key,
+-- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_row, sort_tie,
 -- sort_n), which is partner_id order first; the month's shares of a day in the order of their rows in
--- the billing exports, subscription file first (an integer: comparing movement ids took 2-3 s more
--- at 10M lines), then by movement id, which is unique. row_text is the row as CSV from `entry` to `note` with its line end
--- (csv_field makes text formula-safe and quotes it where needed; a null is an empty field; source_file
--- and item are CSV fields already; the other fields are numbers, dates, codes and fixed words, which
--- need neither). the writer puts the partner's line number, 1, 2, ... in that order, in front of it
--- (outputs.write_statements)
+-- the billing exports, subscription file first; ties by movement id (see key_ranks). the order is
+-- one 128-bit integer of bit fields, most significant first, a missing value above every present
+-- one (nulls last): the sort compares one number per row (sorting on the seven columns took
+-- 11.6 s against 6.3 s at 10M lines). widths: statement_no 24 bits, section 3, kind 3, date 23
+-- (days from 1970 + 2^22: years 0000-9999), sort_row 42, tie 28, n 3. a value that does not fit
+-- stops the run (error) rather than misorder a statement. row_text is the row as CSV from `entry`
+-- to `note` with its line end (csv_field makes text formula-safe and quotes it where needed; a null
+-- is an empty field; source_file and item are CSV fields already; the other fields are numbers,
+-- dates, codes and fixed words, which need neither). the writer puts the partner's line number,
+-- 1, 2, ... in that order, in front of it (outputs.write_statements)
 select
     statement_partner_id,
     statement_no,
-    sort_section,
-    sort_kind,
-    sort_date,
-    sort_row,
-    sort_key,
-    sort_n,
+    case when statement_no < 16777216
+              and sort_section between 0 and 6 and coalesce(sort_kind, 0) between 0 and 6
+              and coalesce(date_diff('day', date '1970-01-01', sort_date), 0) between -4194304 and 4194302
+              and coalesce(sort_row, 0) between 0 and 4398046511102
+              and coalesce(sort_tie, 0) between 0 and 268435454 and sort_n between 0 and 7
+         then (statement_no::hugeint << 103)
+              + (sort_section::hugeint << 100)
+              + (coalesce(sort_kind, 7)::hugeint << 97)
+              + (coalesce(date_diff('day', date '1970-01-01', sort_date) + 4194304, 8388607)::hugeint << 74)
+              + (coalesce(sort_row, 4398046511103)::hugeint << 32)
+              + (coalesce(sort_tie, 268435455)::hugeint << 3)
+              + sort_n
+         else error('statement order: a sort value does not fit its bit field')
+    end as line_order,
     concat_ws(',',
         entry, coalesce(cast(date as varchar), ''), coalesce(source_file, ''), csv_field(record_id),
         csv_field(customer_id), coalesce(item, ''), coalesce(currency, ''), coalesce(billed_amount, ''),
