@@ -81,6 +81,9 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
     try:
         con.execute("set temp_directory = $d", {"d": str(spill)})
         con.execute("set enable_progress_bar = false")  # log lines, not a terminal progress bar
+        # the work database is scratch (deleted at publish): its 10M-row tables are written without
+        # FSST string compression, about 1.3 s faster each at 10M lines, for a file twice the size
+        con.execute("set disabled_compression_methods = 'fsst,dict_fsst'")
         sqlfiles.install_macros(con)
         if attach_ledger:
             ledger.attach_read_only(con, out_dir)
