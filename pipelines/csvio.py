@@ -280,7 +280,9 @@ def raw_records(path: Path, idx: RecordIndex, positions: np.ndarray) -> list[str
 
 
 def line_table(lines: np.ndarray) -> pa.Table:
-    return pa.table({"row_number": pa.array(lines, type=pa.int64())})
+    # from the array's buffer: pa.array(ndarray) imports pandas (seconds, see engine.ingest)
+    values = np.ascontiguousarray(lines, dtype=np.int64)
+    return pa.table({"row_number": pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])})
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
-import pyarrow as pa
 
 from pipelines import compute as rules
 from pipelines import ingest as ingest_mod
@@ -144,9 +143,10 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
     start, end = rules.month_bounds(month)
     with _work_db(out_dir, month, attach_ledger=False) as con:
         digits = minor_units()
-        con.register("_cur", pa.table({"code": list(digits), "digits": pa.array(list(digits.values()), pa.int32())}))
-        con.execute("create table currencies as select * from _cur")
-        con.unregister("_cur")
+        # list parameters, not an Arrow table from Python lists: pyarrow imports pandas for that, and
+        # this thread would wait seconds for it while Great Expectations is imported in the background
+        con.execute("create table currencies as select unnest($codes::varchar[]) as code, "
+                    "unnest($digits::integer[]) as digits", {"codes": list(digits), "digits": list(digits.values())})
         con.execute("create table product_families as select unnest($f::varchar[]) as product_family",
                     {"f": program.product_families()})
         counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
