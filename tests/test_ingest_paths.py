@@ -9,6 +9,8 @@ rows, and both readers must agree; the fast one must also be the one taken when 
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 import pytest
 from hypothesis import given, settings
@@ -57,6 +59,28 @@ def test_both_readers_agree(tmp_path_factory, records, blank_line, crlf, trailin
     assert stage(tmp, text, fast=True) == stage(tmp, text, fast=False)
 
 
+class _Messages(logging.Handler):
+    """The ingest log's messages while a block runs (caplog is per test, not per hypothesis example)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger = logging.getLogger("pipelines.ingest")
+        self.level = self.logger.level
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
 PLAIN_FIELD = st.sampled_from(["", "x", "1.5", " id ", "=1+1", "a\x1fb", '"q"', '"a,b"', '"a""b"', '""'])
 
 
@@ -77,28 +101,12 @@ def test_files_of_lines_take_the_fast_path_and_agree(tmp_path_factory, records, 
     nl = "\r\n" if crlf else "\n"
     text = ("a,b,c" + nl + nl.join(records) + (nl if trailing_newline else "")).encode()
     tmp = tmp_path_factory.mktemp("lines")
-    import logging
-
-    handler = _Messages()
-    logging.getLogger("pipelines.ingest").addHandler(handler)
-    logging.getLogger("pipelines.ingest").setLevel(logging.INFO)
-    try:
+    with _Messages() as handler:
         fast = stage(tmp, text, fast=True)
-    finally:
-        logging.getLogger("pipelines.ingest").removeHandler(handler)
     fields = [r.split(",") for r in records if '"' not in r]
     lenient = any(len(f) > 3 and not any(f[3:]) for f in fields)
     assert any("read by lines" in m for m in handler.messages) == (not lenient)
     assert fast == stage(tmp, text, fast=False)
-
-
-class _Messages(__import__("logging").Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 def stage_logged(tmp_path, text: bytes, caplog):
