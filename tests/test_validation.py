@@ -182,6 +182,28 @@ def test_every_suite_loads_as_a_gx_suite():
     assert [e.id for e in v.load_suite("partners").expectations] == [e.id for e in v.load_suite("partners").expectations]
 
 
+def test_gx_imports_unused_modules_lazily_and_they_still_work_when_used():
+    """scipy.stats and altair (only GX's KL-divergence and KS-test expectations use them) are not run
+    while GX is imported; no suite uses those expectations; a module used later loads in full."""
+    import subprocess
+    import sys
+
+    used = {e["type"] for name in v.available_suites() for e in json.loads(v.suite_path(name).read_text())["expectations"]}
+    assert not {t for t in used if "kl_divergence" in t or "ks_test" in t or "distribution" in t}
+    code = (
+        "import sys\n"
+        "from pipelines import validation as v\n"
+        "v._context()\n"
+        "print(sorted(n for n in v.LAZY_MODULES if type(sys.modules.get(n)).__name__ == '_LazyModule'))\n"
+        "assert not any(isinstance(f, v._LazyFinder) for f in sys.meta_path)\n"
+        "from scipy import stats\n"
+        "print(stats.entropy([1, 3], [1, 3]), type(sys.modules['scipy.stats']).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['altair', 'scipy.stats']"
+    assert out[1] == "0.0 module"
+
+
 def test_kwargs_read_once_match_gx_on_every_expectation_of_every_suite():
     """The faster kwargs methods (configuration read once per call) return what GX's own return."""
     v.load_suite("partners")  # builds the context, which installs the replacements
