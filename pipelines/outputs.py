@@ -155,29 +155,11 @@ def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = 
 
 def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict) -> dict:
     month = params["billing_month"]
-    # one row per usable billing line with the partners' shares and clawbacks: every per-line and
-    # per-currency control total below is read from it, and so is the line_reconciliation suite
-    # (gates.run_line_suite, on this connection). A temp table keyed by line_id (written to the
-    # database file it took 5.5 s at 10M lines, as a temp table 3.4 s). Before the month's share
-    # movements became a view, a 1 GB memory limit ran out of memory building it as a temp table.
-    con.execute(
-        """
-        create or replace temp table line_totals as
-        with lines as (
-            select line_id, source, currency, digits, amount_minor, line_type from charges
-            union all select line_id, source, currency, digits, amount_minor, line_type from refunds
-        ),
-        shares as (select line_id, sum(share_minor) as s from credits group by line_id),
-        claws as (select line_id, sum(clawback_minor) as s from clawbacks group by line_id)
-        select l.*, coalesce(sh.s, 0) as partner_share, coalesce(cl.s, 0) as clawed_back,
-               -- the company keeps the amount less the partners' rounded shares (or clawbacks)
-               l.amount_minor - coalesce(sh.s, 0) - coalesce(cl.s, 0) as company_share,
-               l.line_type = 'charge' and sh.line_id is null as unattributed
-        from lines as l
-        left join shares as sh on sh.line_id = l.line_id
-        left join claws as cl on cl.line_id = l.line_id
-        """
-    )
+    # one row per usable billing line with the partners' shares and clawbacks
+    # (sql/line_totals): every per-line and per-currency control total below is read from it, and
+    # so is the line_reconciliation suite (gates.run_line_suite, on this connection). A temp table:
+    # written to the database file it took 5.5 s at 10M lines, as a temp table 3.4 s (2026-12-01).
+    sqlfiles.build(con, "line_totals")
     con.execute(
         """create or replace temp view line_reconciliation as
            select line_id, currency, amount_minor as amount,
@@ -328,7 +310,7 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         "months": "select $m as billing_month, $pc as program_currency",
         "billing_lines": """select $m as billing_month, line_id, source, line_type, invoice_date, customer_id, item,
                                    currency, digits, amount_minor, source_file, row_number
-                            from (select * from charges union all by name select * from refunds)""",
+                            from (select * from charge_lines union all by name select * from refunds)""",
         "charge_credits": """select $m as billing_month, line_id, credit_key, partner_id, engagement_type, credit_pct,
                                     rate, share_minor from credits""",
         "refunds": "select $m as billing_month, line_id, refers_to_line_id, amount_minor from refunds",

@@ -169,6 +169,36 @@ def test_invariants(case, tmp_path_factory):
         for lid, total in shares.items():
             assert Decimal(0) <= total <= dec(inputs[lid]["amount"]), lid
 
+        # the per-currency line totals (sql/line_totals), recomputed from the inputs, the quarantine
+        # and the statements: billed = the usable lines; partner_share = the month's shares;
+        # clawed_back = the month's clawbacks; unattributed = usable charges no partner is credited on
+        quarantined = {(r["source_file"], r["row_number"]) for r in read_rows(folder / "exceptions.csv")
+                       if r["kind"] == "quarantined"}
+        usable = {}
+        for key in ("subscription_billing", "project_billing"):
+            label = f"exports/{month}/{key}.csv"
+            for n, r in enumerate(read_rows(data / "exports" / month / f"{key}.csv"), start=2):
+                if (label, str(n)) not in quarantined:
+                    usable[r["line_id"]] = r
+        clawed: dict[str, Decimal] = {}
+        for f in (folder / "statements").glob("*.csv"):
+            for r in read_rows(f):
+                if r["entry"] in ("clawback", "pending_clawback") and r["date"].startswith(month):
+                    clawed[r["currency"]] = clawed.get(r["currency"], Decimal(0)) + dec(r["amount"])
+        expected: dict[str, dict[str, Decimal]] = {}
+        for lid, r in usable.items():
+            e = expected.setdefault(r["currency"], dict.fromkeys(("billed", "partner_share", "unattributed"), Decimal(0)))
+            e["billed"] += dec(r["amount"])
+            e["partner_share"] += shares.get(lid, Decimal(0))
+            if r["line_type"] == "charge" and lid not in shares:
+                e["unattributed"] += dec(r["amount"])
+        for cur, e in expected.items():
+            got = summary["by_currency"][cur]
+            claw = clawed.get(cur, Decimal(0))
+            assert (dec(got["billed"]), dec(got["partner_share"]), dec(got["unattributed"]), dec(got["clawed_back"]),
+                    dec(got["company_share"])) == (e["billed"], e["partner_share"], e["unattributed"], claw,
+                                                   e["billed"] - e["partner_share"] - claw), (month, cur)
+
         # remittance: one row per partner paid, equal to partner_balances
         remit = read_rows(folder / "remittance.csv")
         paid = {pid for pid, r in balances.items() if r["status"] == "paid"}

@@ -11,7 +11,7 @@ with original_credits as (
 ),
 
 original_lines as (
-    select line_id, amount_minor, invoice_date, item from charges
+    select line_id, amount_minor, invoice_date, item from charge_lines  -- the usable charges (compute.run_rules)
     union all
     select line_id, amount_minor, invoice_date, item
     from ledger.billing_lines
