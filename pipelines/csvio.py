@@ -16,7 +16,7 @@ import io
 import logging
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +147,16 @@ SCAN_BLOCK = 8 * 1024 * 1024  # small enough for the CPU's cache: each byte test
 
 @dataclass
 class LineScan:
-    """What one pass over a file's bytes tells: its records can be its physical lines, and how many."""
+    """What one pass over a file's bytes tells: its records can be its physical lines, and how many;
+    and, per block read, where it starts and how many newlines come before it, so that a few lines
+    can be found later by reading only their blocks (`quote_lines`, `physical_lines`)."""
 
     data_lines: int  # physical lines after the header (a last line without a line end counts)
     quotes: int  # quote characters after the header
     commas: int  # commas after the header
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64), repr=False)  # block starts, then EOF
+    newlines_before: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64), repr=False)  # per block, then all
+    quote_blocks: tuple[int, ...] = ()  # the blocks that hold a quote
 
 
 def scan_lines(path: Path) -> LineScan | None:
@@ -169,6 +174,7 @@ def scan_lines(path: Path) -> LineScan | None:
     newlines = crs = crlfs = quotes = commas = 0
     prev = last = 0  # the byte before the block (for a CRLF split between blocks)
     size = 0
+    offsets, newlines_before, quote_blocks = [0], [0], []
     buf = bytearray(SCAN_BLOCK)
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
@@ -182,48 +188,61 @@ def scan_lines(path: Path) -> LineScan | None:
             crlfs += prev == _CR and a[0] == _NL
             if buf.find(b'"', 0, n) != -1:
                 quotes += int(np.count_nonzero(a == _QUOTE))
+                quote_blocks.append(len(offsets) - 1)
                 if quotes > MAX_QUOTES:
                     return None
             prev = last = int(a[-1])
             size += n
+            offsets.append(size)
+            newlines_before.append(newlines)
     if crs and not (crs == crlfs == newlines):
         return None  # a lone CR, or LF and CRLF line ends mixed
     lines = newlines + (size > 0 and last != _NL)
     return LineScan(data_lines=max(lines - 1, 0), quotes=quotes - header.count(b'"'),
-                    commas=commas - header.count(b","))
+                    commas=commas - header.count(b","), offsets=np.array(offsets, dtype=np.int64),
+                    newlines_before=np.array(newlines_before, dtype=np.int64), quote_blocks=tuple(quote_blocks))
 
 
-def line_starts(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """For a file `scan_lines` accepted: the byte offset where each physical line starts (line 1
-    first, then one past the end of the file), and the line number of each quote after the header."""
+def _read_block(fh, scan: LineScan, block: int) -> np.ndarray:
+    fh.seek(int(scan.offsets[block]))
+    data = fh.read(int(scan.offsets[block + 1] - scan.offsets[block]))
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def quote_lines(path: Path, scan: LineScan) -> np.ndarray:
+    """The line number of each quote after the header, one entry per quote, in file order. Reads
+    only the blocks `scan_lines` saw a quote in (a file without quotes is not read at all)."""
+    found = [np.zeros(0, dtype=np.int64)]
     with open(path, "rb") as fh:
-        header_len = len(fh.readline())
-    starts, quote_at = [np.zeros(1, dtype=np.int64)], []
-    offset = 0
-    buf = bytearray(SCAN_BLOCK)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            a = np.frombuffer(buf, dtype=np.uint8, count=n)
-            starts.append(np.flatnonzero(a == _NL) + (offset + 1))
-            if buf.find(b'"', 0, n) != -1:
-                quote_at.append(np.flatnonzero(a == _QUOTE) + offset)
-            offset += n
-    ends = np.concatenate(starts).astype(np.int64)
-    if ends[-1] != offset:
-        ends = np.append(ends, offset)  # a last line without a line end
-    quotes = np.concatenate(quote_at) if quote_at else np.zeros(0, dtype=np.int64)
-    quotes = quotes[quotes >= header_len]
-    # a byte's line = 1 + the newlines before it = the number of line starts at or before it
-    return ends, np.searchsorted(ends, quotes, side="right")
+        for b in scan.quote_blocks:
+            a = _read_block(fh, scan, b)
+            # a byte's line = 1 + the newlines before it (those of earlier blocks, then this block's)
+            newlines = np.flatnonzero(a == _NL)
+            quotes = np.flatnonzero(a == _QUOTE)
+            found.append(1 + scan.newlines_before[b] + np.searchsorted(newlines, quotes, side="left"))
+    lines = np.concatenate(found).astype(np.int64)
+    return lines[lines > 1]
 
 
-def physical_lines(path: Path, starts: np.ndarray, numbers: Iterable[int]) -> list[bytes]:
-    """The bytes of a few physical lines (1-based numbers), without their line ends."""
-    out = []
+def physical_lines(path: Path, scan: LineScan, numbers: Iterable[int]) -> list[bytes]:
+    """The bytes of a few physical lines (1-based numbers, each within the file), without their
+    line ends. Only the block where each starts is searched (once for all the lines starting in it)."""
+    numbers = [int(n) for n in numbers]
+    # line n starts one byte after the file's (n - 1)-th newline; line 1 at 0
+    later = sorted({n for n in numbers if n > 1})
+    kth = np.array([n - 1 for n in later], dtype=np.int64)
+    # the k-th newline is in block b when newlines_before[b] < k <= newlines_before[b + 1]
+    blocks = np.searchsorted(scan.newlines_before, kth, side="left") - 1
+    start = {1: 0}
     with open(path, "rb") as fh:
+        for b in np.unique(blocks).tolist():
+            newlines = np.flatnonzero(_read_block(fh, scan, b) == _NL)
+            for n, k in zip(np.array(later)[blocks == b].tolist(), kth[blocks == b].tolist()):
+                start[n] = int(scan.offsets[b]) + int(newlines[k - int(scan.newlines_before[b]) - 1]) + 1
+        out = []
         for n in numbers:
-            fh.seek(int(starts[n - 1]))
-            out.append(fh.read(int(starts[n] - starts[n - 1])).removesuffix(b"\n").removesuffix(b"\r"))
+            fh.seek(start[n])
+            out.append(fh.readline().removesuffix(b"\n").removesuffix(b"\r"))
     return out
 
 

@@ -158,14 +158,14 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
         return give_up()
     reject_lines = np.array([int(line) for line, _, _ in rejected], dtype=np.int64)
     quoted = np.zeros(0, dtype=np.int64)
-    starts = np.zeros(0, dtype=np.int64)
-    if len(rejected) or scan.quotes:
-        starts, quote_lines = csvio.line_starts(path)
-        quoted, quote_count = np.unique(quote_lines, return_counts=True)
+    if scan.quotes:
+        quoted, quote_count = np.unique(csvio.quote_lines(path, scan), return_counts=True)
         if len(quoted) > csvio.MAX_QUOTED_LINES or (quote_count % 2).any():
             return give_up()  # quoted throughout, or a quoted field that holds a newline
+    if len(reject_lines) and not (reject_lines.min() >= 2 and reject_lines.max() <= scan.data_lines + 1):
+        return give_up()  # a line number that is not a data line of the file
     read_again = np.union1d(reject_lines, quoted).astype(np.int64)  # the few lines whose text is needed
-    texts = dict(zip(read_again.tolist(), csvio.physical_lines(path, starts, read_again)))
+    texts = dict(zip(read_again.tolist(), csvio.physical_lines(path, scan, read_again)))
     # the reader's line numbers, checked against the file (its text of a line may carry the line end before it)
     if any(texts[line].decode("utf-8", "replace") != text.strip("\r\n") for line, _, text in rejected):
         return give_up()

@@ -172,3 +172,28 @@ def _write(tmp_path, text: bytes):
     p = tmp_path / "f.csv"
     p.write_bytes(text)
     return p
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet='a,"\n', max_size=40).map(str.encode), block=BLOCK)
+def test_quote_lines_and_physical_lines_read_only_their_blocks_and_agree_with_splitting(tmp_path_factory, text, block):
+    """`quote_lines` and `physical_lines` find lines from the per-block newline counts of
+    `scan_lines`, reading only the blocks they need: the same answers as splitting the whole file."""
+    path = tmp_path_factory.mktemp("lines") / "t.csv"
+    path.write_bytes(text)
+    default, csvio.SCAN_BLOCK = csvio.SCAN_BLOCK, block
+    try:
+        scan = csvio.scan_lines(path)
+    finally:
+        csvio.SCAN_BLOCK = default
+    lines = text.split(b"\n")
+    if text.endswith(b"\n"):
+        lines.pop()  # the line end of the last line, not a line
+    if scan is None:  # only a header with an odd number of quotes is refused in this alphabet
+        assert lines[0].count(b'"') % 2
+        return
+    assert scan.data_lines == max(len(lines) - 1, 0)
+    expected_quotes = [n for n, line in enumerate(lines, start=1) if n > 1 for _ in range(line.count(b'"'))]
+    assert csvio.quote_lines(path, scan).tolist() == expected_quotes
+    numbers = list(range(len(lines), 0, -1))  # every line, in an order that is not the file's
+    assert csvio.physical_lines(path, scan, numbers) == [lines[n - 1] for n in numbers]
