@@ -75,6 +75,17 @@ def _file_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {k: {"read": int(r), "quarantined": int(q), "used": int(r) - int(q)} for k, r, q in rows}
 
 
+def repeated_table(values):
+    """The values (a numpy uint64 array) that occur more than once, each once and sorted, as an
+    Arrow table with one UBIGINT column `h` (built from the buffer: no pandas)."""
+    import numpy as np
+    import pyarrow as pa
+
+    ordered = np.sort(np.ascontiguousarray(values, dtype=np.uint64))
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    return pa.table({"h": pa.Array.from_buffers(pa.uint64(), len(repeated), [None, pa.py_buffer(repeated)])})
+
+
 def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, program: Program) -> None:
     """The input suites on every raw export, run by ingest while its connection holds the rows as text
     (`raw_<key>`, temp tables): the exports are parsed once for ingest and gate together. The results
@@ -86,12 +97,18 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
     # the hashes of line ids that occur more than once in the two billing files, found once (a
     # GROUP BY of 10M hashes) for three uniqueness checks: each file's and both files' together
     # (a line id repeated in one file is repeated in both). compute's line_conflicts reads it too
-    con.execute(
-        f"""create or replace table {REPEATED_LINE_HASHES} as
-            select hash(line_id) as h
-            from (select line_id from raw_subscription_billing union all select line_id from raw_project_billing)
-            where line_id is not null group by 1 having count(*) > 1"""
-    )
+    # DuckDB hashes the ids on every core; numpy sorts the 64-bit hashes and keeps the repeated ones
+    # (10M lines: 0.3 s, against 1.0-2.5 s for DuckDB's GROUP BY of 10M distinct hashes; the array is
+    # 8 bytes a line, outside DuckDB's memory limit)
+    hashes = con.execute(
+        "select hash(line_id) as h "
+        "from (select line_id from raw_subscription_billing union all select line_id from raw_project_billing) "
+        "where line_id is not null").fetchnumpy()["h"]
+    con.register("_repeated", repeated_table(hashes))
+    try:
+        con.execute(f"create or replace table {REPEATED_LINE_HASHES} as select h from _repeated")
+    finally:
+        con.unregister("_repeated")
     repeated = {("line_id",): f"select h from {REPEATED_LINE_HASHES}"}
     for f in ALL_INPUTS:
         cols = ", ".join(f'"{c}"' for c in f.columns)
