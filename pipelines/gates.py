@@ -94,9 +94,9 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
 
     report = validation.GateReport(month)
     params = _params(con, month, program)
-    # the hashes of line ids that occur more than once in the two billing files, found once (a
-    # GROUP BY of 10M hashes) for three uniqueness checks: each file's and both files' together
-    # (a line id repeated in one file is repeated in both). compute's line_conflicts reads it too
+    # the hashes of line ids that occur more than once in the two billing files, found once for
+    # three uniqueness checks: each file's and both files' together (a line id repeated in one file
+    # is repeated in both). compute's line_conflicts reads it too.
     # DuckDB hashes the ids on every core; numpy sorts the 64-bit hashes and keeps the repeated ones
     # (10M lines: 0.3 s, against 1.0-2.5 s for DuckDB's GROUP BY of 10M distinct hashes; the array is
     # 8 bytes a line, outside DuckDB's memory limit)
