@@ -32,7 +32,7 @@ with credits as (
         l.customer_id,
         -- credited amount in program currency, major units (macros.sql)
         credited_program(l.amount_minor, c.credit_pct, l.fx_rate, l.digits) as credited_program
-    from charges as l
+    from charges_fx as l  -- the usable charges with version and fx rate (compute.run_rules)
     join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
     where l.source = 'subscription'
 ),

@@ -8,7 +8,7 @@ with credits as (
         c.partner_id,
         l.invoice_date,
         credited_program(l.amount_minor, c.credit_pct, l.fx_rate, l.digits) as credited_program
-    from charges as l
+    from charges_fx as l  -- the usable charges with version and fx rate (compute.run_rules)
     join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
     join tier_day_bases as d
         on d.partner_id = c.partner_id and d.invoice_date = l.invoice_date and d.needs_running_base
