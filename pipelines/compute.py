@@ -86,19 +86,15 @@ def load_program_tables(con: duckdb.DuckDBPyConnection, program: Program, digits
 def split(con: duckdb.DuckDBPyConnection, checked: str, clean: str, refused: str | None = None) -> int:
     """Rows of `checked` with a reason_code go to month_quarantine; the rest become view `clean`.
     With `refused`, the refused rows' (source, row_number) are also kept in that temp table."""
-    if refused is None:
-        # an INSERT returns the number of rows it inserted: `checked` (maybe a view) is read once here
-        (bad,) = con.execute(
-            f"insert into month_quarantine select source_file, row_number, record_id, reason_code, message "
-            f"from {checked} where reason_code is not null"
-        ).fetchall()[0]
-    else:  # `checked` is read once, into the (small) table of refused rows
-        con.execute(f"create or replace temp table {refused} as select source, row_number, source_file, "
-                    f"record_id, reason_code, message from {checked} where reason_code is not null")
-        (bad,) = con.execute(
-            f"insert into month_quarantine select source_file, row_number, record_id, reason_code, message "
-            f"from {refused}"
-        ).fetchall()[0]
+    rows = f"(select * from {checked} where reason_code is not null)"
+    if refused is not None:  # `checked` is read once, into the (small) table of refused rows
+        con.execute(f"create or replace temp table {refused} as "
+                    f"select source, row_number, source_file, record_id, reason_code, message from {rows}")
+        rows = refused
+    # an INSERT returns the number of rows it inserted: `checked` (maybe a view) is read once here
+    (bad,) = con.execute(
+        f"insert into month_quarantine select source_file, row_number, record_id, reason_code, message from {rows}"
+    ).fetchall()[0]
     # a view, not a copy: the clean rows are read once or twice downstream, never worth materialising
     con.execute(f"create or replace temp view {clean} as select * exclude (reason_code, message) "
                 f"from {checked} where reason_code is null")
@@ -169,6 +165,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     # charges_checked is a view, not a table: its joins are with small tables (31 days, the credit
     # totals, the rates), so each of its readers takes 0.5-0.8 s more at 10M lines, where a table
     # of its 10M rows x 26 columns took 5-9 s to build, then spilled or took 0.6 GB of disk
+    sqlfiles.build_view(con, "charge_terms")
     sqlfiles.build_view(con, "charges_checked")
     counts["charges_quarantined"] = split(con, "charges_checked", "charges", refused="refused_charges")
     # the usable charges' own columns, without charges_checked's joins: the stored lines less the
@@ -179,14 +176,12 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
                    select l.* from lines as l
                    anti join refused_charges as r on r.source = l.source and r.row_number = l.row_number
                    where l.line_type = 'charge'""")
-    # ... and with the two columns the share rules add (its agreement version, by invoice date, and
-    # month m's fx rate, by currency; the same joins as charges_checked): sub_shares and the tier
-    # tables read this, not `charges`, whose credit-total join they do not need (at 10M lines that
-    # join alone took 0.7-1.0 s of CPU per read, in two profiles)
+    # ... and with the two terms the share rules add (agreement version, fx rate: charge_terms):
+    # sub_shares and the tier tables read this, not `charges`, whose credit-total join they do not
+    # need (at 10M lines that join alone took 0.7-1.0 s of CPU per read, in two profiles)
     con.execute("""create or replace temp view charges_fx as
-                   select l.*, a.version, r.rate as fx_rate from charge_lines as l
-                   left join day_versions as a on a.day = l.invoice_date
-                   left join month_rates as r on r.currency = l.currency""")
+                   select t.* from charge_terms as t
+                   anti join refused_charges as r on r.source = t.source and r.row_number = t.row_number""")
     b("refunds_checked")
     counts["refunds_quarantined"] = split(con, "refunds_checked", "refunds")
     b("tier_day_bases")

@@ -5,7 +5,8 @@
 -- joint credit over 100% is an error for the line.
 -- a view (compute.run_rules says why): the month's end comes from run_params.
 with charges as (
-    select * from lines where line_type = 'charge'
+    -- the month's charges with their agreement version and fx rate (charge_terms)
+    select * from charge_terms
 ),
 
 credit_totals as (
@@ -16,18 +17,13 @@ credit_totals as (
 versioned as (
     select
         c.*,
-        a.version,
         t.credit_total,
-        r.rate as fx_rate,
         f.product_family is not null as family_in_version
     from charges as c
-    -- every date here lies in month m (checked at ingest): one equi-join on a 31-row table
-    left join day_versions as a on a.day = c.invoice_date
     left join credit_totals as t
         on c.source = 'subscription' and t.customer_id = c.customer_id and t.invoice_date = c.invoice_date
-    left join month_rates as r on r.currency = c.currency
     left join (select distinct version, product_family from sub_base_rates) as f
-        on f.version = a.version and f.product_family = c.product_family
+        on f.version = c.version and f.product_family = c.product_family
 ),
 
 checked as (
