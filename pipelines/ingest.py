@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -112,22 +113,12 @@ def _malformed(label: str, header: list[str], f: InputFile, row: int, fields: li
 _COLUMN_COUNT_ERRORS = {"MISSING COLUMNS", "TOO MANY COLUMNS"}
 
 
-def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path,
-                    header: list[str]) -> tuple[int, int] | None:
-    """`raw_<key>` when the file's records are its physical lines; None (nothing created) otherwise.
-
-    DuckDB's parallel CSV reader, with quoting off, splits every line at commas into `_lines_<key>`
-    (a temp table, in file order) and rejects lines with the wrong number of fields, naming their
-    line. Its rows are the file's lines when there are as many as `csvio.scan_lines` counted (a
-    blank line, which the reader skips, would make them fewer), and when they hold as many commas
-    (the reader also accepts a line with extra empty fields at its end). Then accepted row `rowid`
-    is line `rowid + 2` plus the rejected lines before it. The lines that hold a quote (at most
-    `MAX_QUOTED_LINES`, each with an even number of quotes, else None) are parsed by the record
-    index instead, and `raw_<key>` is a view over both.
-    """
-    scan = csvio.scan_lines(path)
-    if scan is None:
-        return None
+def _read_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, header: list[str]
+                ) -> tuple[list[tuple] | None, int]:
+    """Temp table `_lines_<key>`: DuckDB's CSV reader, quoting off, splits every line of `path` at
+    commas (in parallel, in file order); lines with another number of fields are rejected.
+    Returns the rejections as (line, all of them a count of fields, the line's text), by line, and
+    the number of rows accepted; (None, 0) when the reader failed."""
     lines, rejects = f"_lines_{f.key}", f"_rejects_{f.key}"
     columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header))) + "}"
     select = _select_columns(f, header, lambda i: f"c{i}")
@@ -149,10 +140,36 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
     finally:
         for t in (rejects, f"{rejects}_scan"):
             _drop_relation(con, t)
+    return rejected, accepted
+
+
+def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, label: str, scratch: Path,
+                    header: list[str]) -> tuple[int, int] | None:
+    """`raw_<key>` when the file's records are its physical lines; None (nothing created) otherwise.
+
+    DuckDB's parallel CSV reader, with quoting off, splits every line at commas into `_lines_<key>`
+    (a temp table, in file order) and rejects lines with the wrong number of fields, naming their
+    line. Its rows are the file's lines when there are as many as `csvio.scan_lines` counted (a
+    blank line, which the reader skips, would make them fewer), and when they hold as many commas
+    (the reader also accepts a line with extra empty fields at its end). Then accepted row `rowid`
+    is line `rowid + 2` plus the rejected lines before it. The lines that hold a quote (at most
+    `MAX_QUOTED_LINES`, each with an even number of quotes, else None) are parsed by the record
+    index instead, and `raw_<key>` is a view over both.
+    """
+    # the scan runs beside the reader, not before it: DuckDB's reader releases the GIL, and the scan's
+    # numpy calls, which hold it, would otherwise take turns with Great Expectations' import in the
+    # background (the first seconds of a run used one core of two; docs/performance.md)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-scan") as pool:
+        scanning = pool.submit(csvio.scan_lines, path)
+        rejected, accepted = _read_lines(con, f, path, header)
+        scan = scanning.result()
+    lines = f"_lines_{f.key}"
 
     def give_up() -> None:
         _drop_relation(con, lines)
 
+    if scan is None:  # not one record per line: the reader's rows are not used
+        return give_up()
     # every rejection a count of fields (not e.g. bytes that are not UTF-8), every line a row or a rejection
     if rejected is None or not all(ok for _, ok, _ in rejected) or accepted + len(rejected) != scan.data_lines:
         return give_up()
