@@ -214,31 +214,35 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
 
 def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     """`credits`: every credited partner's share of every usable charge, tier crossings split exactly."""
-    # a view: both sides are tables already, and a union of them costs nothing to scan again
+    # a view: both sides are tables already, and a union of them costs nothing to scan again.
+    # sub_shares keeps each credit's claim and day as claim_day: their columns come back from
+    # credited_days (a few thousand rows: a hash join as cheap as a scan of the column)
     con.execute(
         """create or replace temp view credits as
-           select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,
-                  invoice_date, customer_id, item, currency, digits, amount_minor,
+           select s.line_id, c.credit_key, c.partner_id, c.engagement_type, c.credit_pct, s.rate, s.share_minor,
+                  c.invoice_date, c.customer_id, s.item, s.currency, s.digits, s.amount_minor,
                   (select source_file from file_rows where file = 'subscription_billing') as source_file,
-                  row_number, 'subscription' as source, credited_program, note
-           from sub_shares
+                  s.row_number, 'subscription' as source, s.note
+           from sub_shares as s
+           join credited_days as c on c.claim_day = s.claim_day
            union all
            select line_id, credit_key, partner_id, engagement_type, credit_pct, rate, share_minor,
                   invoice_date, customer_id, item, currency, digits, amount_minor, source_file, row_number,
-                  'project', null, null
+                  'project', null
            from project_shares"""
     )
     crossing = []
-    for line_id, key, tier, d, credited, currency in con.execute(
-        """select line_id, credit_key, tier_crossing, digits, credited_program, currency
-           from sub_shares where tier_crossing is not null order by line_id, credit_key"""
+    for line_id, key, claim_day, tier, d, currency in con.execute(
+        """select s.line_id, c.credit_key, s.claim_day, s.tier_crossing, s.digits, s.currency
+           from sub_shares as s join credited_days as c on c.claim_day = s.claim_day
+           where s.tier_crossing is not null order by s.line_id, c.credit_key"""
     ).fetchall():
         parts = tier.split("|")  # version|fx_rate|base_before|base_after|rate_before_tier (sql/sub_shares)
         if len(parts) != 5:
             raise RuntimeError(f"tier crossing of {line_id} is incomplete: {tier!r}")
         version, fx, before, after, r0 = parts
-        crossing.append((line_id, key, int(version), Decimal(before), Decimal(after), Decimal(r0), Decimal(fx),
-                         d, credited, currency))
+        crossing.append((line_id, key, claim_day, int(version), Decimal(before), Decimal(after), Decimal(r0),
+                         Decimal(fx), d, currency))
     if not crossing:
         return
     steps = con.execute("select version, above, uplift from tier_steps order by version, step_no").fetchall()
@@ -246,18 +250,18 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     for v, above, uplift in steps:
         by_version.setdefault(v, []).append((above, uplift))
     fixes = []
-    for line_id, key, version, before, after, r0, fx, d, credited, currency in crossing:
+    for line_id, key, claim_day, version, before, after, r0, fx, d, currency in crossing:
         share, parts = split_across_steps(before, after, r0, by_version[version], fx, d)
         note = "tier split: " + " + ".join(
             f"{_fmt(p / Fraction(fx), d)} {currency} at {format(r.normalize(), 'f')}" for p, r in parts
         )
-        fixes.append((line_id, key, share, note, max(r for _, r in parts)))
-    con.execute("create or replace temp table _fixes (line_id varchar, credit_key varchar, share_minor hugeint, "
+        fixes.append((line_id, claim_day, share, note, max(r for _, r in parts)))
+    con.execute("create or replace temp table _fixes (line_id varchar, claim_day integer, share_minor hugeint, "
                 "note varchar, rate decimal(9, 6))")
     con.executemany("insert into _fixes values (?, ?, ?, ?, ?)", fixes)
     con.execute(
         """update sub_shares set share_minor = f.share_minor, note = f.note, rate = f.rate
-           from _fixes as f where sub_shares.line_id = f.line_id and sub_shares.credit_key = f.credit_key"""
+           from _fixes as f where sub_shares.line_id = f.line_id and sub_shares.claim_day = f.claim_day"""
     )
     log.info("tier steps crossed by %d charge credits; split exactly", len(fixes))
 

@@ -314,9 +314,12 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         "charge_credits": """select $m as billing_month, line_id, credit_key, partner_id, engagement_type, credit_pct,
                                     rate, share_minor from credits""",
         "refunds": "select $m as billing_month, line_id, refers_to_line_id, amount_minor from refunds",
+        # the month's credited subscription charges per partner and year, program currency: the sum of
+        # tier_day_bases' day totals (each the sum of that partner's and day's credits), not a scan
+        # of the month's 9M credits
         "tier_base": """select $m as billing_month, partner_id, year(invoice_date) as year,
-                               sum(credited_program)::decimal(38, 20) as credited_program
-                        from credits where source = 'subscription' group by all""",
+                               sum(day_total)::decimal(38, 20) as credited_program
+                        from tier_day_bases group by all""",
         "referral_events": """select $m as billing_month, event_id, partner_id, deal_id, event_type, event_date,
                                      report_code is null as paid from referral_fees""",
         "fee_ids": "select $m as billing_month, fee_id from fees",

@@ -82,6 +82,18 @@ create or replace macro fmt_dec(x) as
          when contains(x::varchar, '.') then rtrim(rtrim(x::varchar, '0'), '.')
          else x::varchar end;
 
+-- a partner's share of a subscription charge, minor units of the charge's currency: minor x pct% x
+-- rate, rounded half away from zero once, exactly. pct (0..100, 4 decimals) and rate (0..1, 6
+-- decimals) are integers once scaled (pct x 10^4 <= 10^6, rate x 10^6 <= 10^6), so the exact product
+-- is minor x pct_int x rate_int / 10^12. for 0 <= minor <= 9,000,000 the numerator stays below
+-- 9.1 x 10^18, inside 64-bit integer arithmetic, and a non-negative quotient rounds half away from
+-- zero by adding half the divisor (at 10M lines 0.2 s of CPU against 2.6 s for DECIMAL(38, 12)
+-- arithmetic); any other value takes the decimal path. tests/test_money_text.py checks both.
+create or replace macro credited_share(minor, pct, rate) as
+    case when minor between 0 and 9000000 and pct between 0 and 100 and rate between 0 and 1 then
+        ((minor::bigint * (pct * 10000)::bigint * (rate * 1000000)::bigint + 500000000000) // 1000000000000)::hugeint
+    else round(minor::decimal(38, 0) * pct * 0.01::decimal(3, 2) * rate)::hugeint end;
+
 -- a credited subscription charge in the program currency, major units, exact (the tier base's unit):
 -- minor units x credit% x fx / 10^digits. one definition for sub_shares and the tier base steps.
 create or replace macro credited_program(minor, pct, fx, d) as

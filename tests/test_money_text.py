@@ -2,6 +2,9 @@
 digits, on a 64-bit path below 10^14 minor units and a 128-bit one above: both are checked against
 Python's exact integer arithmetic, across the boundary and at the extremes of HUGEINT."""
 
+from decimal import Decimal
+from fractions import Fraction
+
 import duckdb
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -40,3 +43,35 @@ AMOUNTS = st.one_of(
 def test_fmt_money_matches_integer_arithmetic(minor, digits):
     (text,) = CON.execute("select fmt_money($m::hugeint, $d)", {"m": str(minor), "d": digits}).fetchall()[0]
     assert text == expected(minor, digits)
+
+
+# credited_share: the 64-bit path (0 <= minor <= 9,000,000) and the DECIMAL(38) path, against Python
+PCTS = st.integers(0, 100 * 10**4).map(lambda n: Decimal(n).scaleb(-4))  # 0..100, 4 decimals
+RATES = st.integers(0, 10**6).map(lambda n: Decimal(n).scaleb(-6))  # 0..1, 6 decimals
+# ingest takes at most 18 integer digits and 4 decimals (is_money): below 10^22 minor units
+MINORS = st.one_of(st.integers(0, 10**4), st.integers(9_000_000 - 1000, 9_000_000 + 1000),
+                   st.integers(0, 10**22 - 1), st.integers(-10**6, -1))
+
+
+def expected_share(minor: int, pct: Decimal, rate: Decimal) -> int:
+    """minor x pct / 100 x rate rounded half away from zero, in exact rational arithmetic."""
+    x = Fraction(minor) * Fraction(pct) / 100 * Fraction(rate)
+    n, d = abs(x.numerator), x.denominator
+    q = (2 * n + d) // (2 * d)
+    return q if x >= 0 else -q
+
+
+@settings(max_examples=400, deadline=None)
+@given(MINORS, PCTS, RATES)
+@example(9_000_000, Decimal(100), Decimal(1))  # the 64-bit path's largest numerator
+@example(9_000_001, Decimal(100), Decimal(1))  # the first amount past it
+@example(9_223_373, Decimal(100), Decimal(1))  # would overflow 64 bits: must take the decimal path
+@example(1, Decimal("50"), Decimal("1"))  # exactly half a minor unit: rounds up
+@example(3, Decimal("50"), Decimal("0.333333"))  # just below half
+@example(-1, Decimal("50"), Decimal("1"))  # a negative half: away from zero
+@example(10**22 - 1, Decimal(100), Decimal(1))  # the largest amount ingest accepts
+def test_credited_share_matches_rational_arithmetic(minor, pct, rate):
+    (share,) = CON.execute(
+        "select credited_share($m::hugeint, $p::decimal(14, 4), $r::decimal(9, 6))",
+        {"m": str(minor), "p": str(pct), "r": str(rate)}).fetchall()[0]
+    assert share == expected_share(minor, pct, rate)

@@ -52,5 +52,10 @@ credited as (
     where not has_full_credit or full_credit_pick = 1
 )
 
-select customer_id, invoice_date, claim_id as credit_key, claim_id, partner_id, engagement_type, credit_pct
+-- claim_day: the row's number in (customer_id, invoice_date, claim_id) order, a key of this small
+-- table. sub_shares keeps it instead of the claim's and the day's columns (credit_key, partner_id,
+-- engagement_type, credit_pct, customer_id, invoice_date), which the view `credits` joins back: at
+-- 10M lines that is six columns fewer to write for 8.9M rows (compute.run_rules)
+select customer_id, invoice_date, claim_id as credit_key, claim_id, partner_id, engagement_type, credit_pct,
+       row_number() over (order by customer_id, invoice_date, claim_id)::integer as claim_day
 from credited

@@ -12,10 +12,17 @@ with claims as (
     select customer_id, invoice_date, count(*) as claims from credited_days group by all
 ),
 
+claim_days as (
+    -- each credit's claim and day (sub_shares.claim_day) with its day's number of claims
+    select c.claim_day, d.claims
+    from credited_days as c
+    join claims as d on d.customer_id = c.customer_id and d.invoice_date = c.invoice_date
+),
+
 subscription_credited as not materialized (
     select s.line_id, s.currency, s.digits, s.amount_minor, s.share_minor, d.claims
     from sub_shares as s
-    join claims as d on d.customer_id = s.customer_id and d.invoice_date = s.invoice_date
+    join claim_days as d on d.claim_day = s.claim_day
 ),
 
 subscription_charges as (

@@ -9,11 +9,16 @@
 -- the tier base before each credit: its day's base (tier_day_bases), or on the few days whose range
 -- crosses a step, its running base (tier_running_bases).
 -- a charge whose tier base crosses a step gets crosses_step = true and is split exactly in python.
+-- only a credit of such a day can cross a step: on any other day no step lies inside the day's
+-- range, so every credit's range (from the day's starting base) lies in the bracket of that base
+-- (tier_day_bases.first_step). the credited amount in program currency, which only a crossing needs,
+-- is tier_running_bases' (a few hundred thousand rows), not computed again for every credit here.
 with credits as (
     -- every usable subscription charge with each partner credited on its customer's invoice day
     -- (credited_days has a row per customer, day and claim: a few thousand rows)
     select
         l.line_id,
+        c.claim_day,
         c.credit_key,
         c.claim_id,
         c.partner_id,
@@ -29,9 +34,7 @@ with credits as (
         l.fx_rate,
         l.row_number,
         l.source_file,
-        l.customer_id,
-        -- credited amount in program currency, major units (macros.sql)
-        credited_program(l.amount_minor, c.credit_pct, l.fx_rate, l.digits) as credited_program
+        l.customer_id
     from charges_fx as l  -- the usable charges with version and fx rate (compute.run_rules)
     join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
     where l.source = 'subscription'
@@ -64,7 +67,12 @@ rated as (
 ),
 
 based as (
-    select r.*, coalesce(x.base_before, d.day_base) as base_before
+    select
+        r.*,
+        x.line_id is not null as on_crossing_day,
+        coalesce(x.base_before, d.day_base) as base_before,
+        x.credited_program,  -- program currency, major units; null off the crossing days
+        d.first_step as day_first_step
     from rated as r
     join tier_day_bases as d on d.partner_id = r.partner_id and d.invoice_date = r.invoice_date
     left join tier_running_bases as x on x.line_id = r.line_id and x.credit_key = r.credit_key
@@ -84,9 +92,13 @@ bracketed as (
     select
         b.*,
         b.base_before + b.credited_program as base_after,
-        -- the step the first part lies in, and the step the last part lies in (0 = below every step)
-        coalesce(len(list_filter(s.aboves, lambda a: a <= b.base_before)), 0) as first_step,
-        coalesce(len(list_filter(s.aboves, lambda a: a < b.base_before + b.credited_program)), 0) as last_step,
+        -- the step the first part lies in, and the step the last part lies in (0 = below every step):
+        -- off the crossing days, both the bracket of the day's starting base
+        case when b.on_crossing_day then coalesce(len(list_filter(s.aboves, lambda a: a <= b.base_before)), 0)
+             else b.day_first_step end as first_step,
+        case when b.on_crossing_day
+             then coalesce(len(list_filter(s.aboves, lambda a: a < b.base_before + b.credited_program)), 0)
+             else b.day_first_step end as last_step,
         s.uplifts
     from based as b
     left join steps as s on s.version = b.version
@@ -101,35 +113,31 @@ single_rate as (
 )
 
 -- one row per credited charge (8.9M at 10M lines), written to the work database: every column costs
--- time to compress, so the tier details that `compute._credits` needs to split a share across steps
--- are one text on the few rows that cross a step (null elsewhere): version|fx_rate|base_before|
--- base_after|rate_before_tier, exact decimals as text. the source file is the subscription file on
--- every row (the view `credits` names it). credited_program (program currency, major units) feeds
--- the ledger's tier base.
+-- time to write, so the claim's and the day's columns (credit_key, partner_id, engagement_type,
+-- credit_pct, customer_id, invoice_date) are one integer, claim_day, which the view `credits` joins
+-- back from credited_days (compute._credits; a few thousand rows), and the tier details that
+-- `compute._credits` needs to split a share across steps are one text on the few rows that cross a
+-- step (null elsewhere): version|fx_rate|base_before|base_after|rate_before_tier, exact decimals as
+-- text. the source file is the subscription file on every row (the view `credits` names it). the
+-- ledger's tier base is tier_day_bases' day totals (outputs.write_ledger_delta), not a column here.
 select
     line_id,
-    credit_key,
-    partner_id,
-    engagement_type,
-    credit_pct,
-    invoice_date,
-    customer_id,
+    claim_day,
     item,
     currency,
     digits,
     amount_minor,
     row_number,
-    credited_program,
     case when crosses_step
          then concat_ws('|', version, fx_rate, base_before, base_after, rate_before_tier) end as tier_crossing,
     rate,
-    -- minor units x credit% x rate, rounded half away from zero (exact decimal arithmetic)
-    round(amount_minor::decimal(38, 0) * credit_pct * 0.01::decimal(3, 2) * rate)::hugeint as share_minor,
+    -- minor units x credit% x rate, rounded half away from zero, exactly (macros.sql)
+    credited_share(amount_minor, credit_pct, rate) as share_minor,
     null::varchar as note  -- set by compute._credits on the rows split across tier steps
 from (
 select
     *,
-    last_step > first_step and not past_max_months and credited_program > 0 as crosses_step,
+    on_crossing_day and last_step > first_step and not past_max_months and credited_program > 0 as crosses_step,
     case when past_max_months then 0
          else greatest(0, least(1, rate_before_tier + tier_uplift)) end::decimal(9, 6) as rate,
     product_family as item

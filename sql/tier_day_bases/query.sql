@@ -30,7 +30,8 @@ day_totals as (
     -- per partner and invoice day: the day's credited total (a few thousand rows). a day has one
     -- agreement version, so one tier scope; the month lies in one calendar year, so the month's
     -- running sum is the same under either scope and only the opening base depends on it.
-    select c.partner_id, c.invoice_date, any_value(s.scope) as tier_scope, sum(c.credited_program) as day_total
+    select c.partner_id, c.invoice_date, any_value(c.version) as version, any_value(s.scope) as tier_scope,
+           sum(c.credited_program) as day_total
     from credits as c
     join tier_scopes as s on s.version = c.version
     group by c.partner_id, c.invoice_date
@@ -42,6 +43,7 @@ day_bases as (
     select
         d.partner_id,
         d.invoice_date,
+        d.version,
         d.day_total,
         case when d.tier_scope = 'lifetime' then coalesce(o.lifetime_base, 0) else coalesce(o.year_base, 0) end
         + coalesce(sum(d.day_total) over (
@@ -54,12 +56,18 @@ day_bases as (
 -- a charge can cross a step only on a day whose base range has a step strictly inside it; every
 -- other day's charges all lie in the bracket of the day's starting base, so the per-line running
 -- sum (a sort by line_id) is needed only for the lines of those few crossing days
+-- day_total (the day's credits) is also the ledger's tier base for the month (outputs.write_ledger_delta).
+-- first_step: the bracket of the day's starting base, the number of the day's version's steps at
+-- or below it (0 = below every step): off the crossing days, every credit of the day is in it
 select
     b.partner_id,
     b.invoice_date,
     b.day_base,
+    b.day_total,
     exists (
         select 1 from tier_steps as s
         where s.above > b.day_base and s.above < b.day_base + b.day_total
-    ) as needs_running_base
+    ) as needs_running_base,
+    (select count(*) from tier_steps as s where s.version = b.version and s.above <= b.day_base)::integer
+        as first_step
 from day_bases as b

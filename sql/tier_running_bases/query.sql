@@ -15,9 +15,11 @@ with credits as (
     where l.source = 'subscription'
 )
 
+-- credited_program: the credit's own amount in program currency (sub_shares needs it only here)
 select
     c.line_id,
     c.credit_key,
+    c.credited_program,
     d.day_base + coalesce(sum(c.credited_program) over (
         partition by c.partner_id, c.invoice_date order by c.line_id, c.credit_key
         rows between unbounded preceding and 1 preceding), 0) as base_before
