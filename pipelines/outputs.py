@@ -329,9 +329,10 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         # written as the two kinds of open movement: the first filter reaches the shares' scan, and
         # the held partners (few) are a semi join; one predicate with `not in` built every share
         # movement before filtering (1.3 s against 0.2 s at 10M lines)
-        "movements": """select * exclude (payable, sort_row, sort_credit) from new_movements where not (payable or not netted)
+        "movements": """select * exclude (payable, sort_row, sort_credit, share_source) from new_movements
+                         where not (payable or not netted)
                          union all
-                         select * exclude (payable, sort_row, sort_credit) from new_movements
+                         select * exclude (payable, sort_row, sort_credit, share_source) from new_movements
                          where (payable or not netted) and partner_id in (select partner_id from held_partners)""",
         "settlements": """select $m as billing_month, movement_id from carried_movements
                            where (payable or not netted)

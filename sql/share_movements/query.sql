@@ -31,6 +31,9 @@ select
     -- columns, so the ledger delta leaves them out
     (case when c.source = 'subscription' then 0 else 1 end)::bigint * 1099511627776 + c.row_number as sort_row,
     -- and, for a charge credited more than once to one partner, by credit key (as movement ids sort)
-    c.credit_key as sort_credit
+    c.credit_key as sort_credit,
+    -- subscription or project: the statements write the month's subscription shares from sub_shares
+    -- directly (sql/statement_lines) and only the project shares from here. not a ledger column
+    c.source as share_source
 from credits as c
 cross join run_params as p

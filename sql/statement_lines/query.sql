@@ -11,26 +11,41 @@ with results as (
     left join held_partners as h on h.partner_id = r.partner_id
 ),
 
+-- the movements written row by row below (movement_rows): the carried and other movements and the
+-- project shares. the month's subscription shares (8.9M rows at 10M lines) are written from
+-- sub_shares and their claims instead (sub_share_rows): most of a share row's fields are its claim's
+generic_movements as (
+    select * from carried_movements
+    union all by name
+    select * from other_movements
+    union all by name
+    select * from share_movements where share_source = 'project'
+),
+
 -- a rate and a credit % have a handful of distinct values: each is formatted once and found by a
 -- join (formatting 9M of them, with rtrim, took 2.5 s at 10M lines; the joins take 0.1 s)
 rate_texts as (
-    select rate, fmt_dec(rate) as text from (select distinct rate from open_movements where rate is not null)
+    select rate, fmt_dec(rate) as text
+    from (select rate from generic_movements where rate is not null union select rate from sub_shares)
 ),
 
 pct_texts as (
     select credit_pct, fmt_dec(credit_pct) as text
-    from (select distinct credit_pct from open_movements where credit_pct is not null)
+    from (select credit_pct from generic_movements where credit_pct is not null
+          union select credit_pct from credited_days)
 ),
 
 -- the same for the source file and the item (a product family or a project): few distinct
 -- values, each made a CSV field once (csv_field: formula-safe, quoted where needed)
 file_fields as (
     select source_file, csv_field(source_file) as field
-    from (select distinct source_file from open_movements where source_file is not null)
+    from (select source_file from generic_movements where source_file is not null
+          union select source_file from file_rows where file = 'subscription_billing')
 ),
 
 item_fields as (
-    select item, csv_field(item) as field from (select distinct item from open_movements where item is not null)
+    select item, csv_field(item) as field
+    from (select item from generic_movements where item is not null union select item from sub_shares)
 ),
 
 -- the statement's order within a day breaks ties by movement id (for a conversion, by currency).
@@ -39,8 +54,9 @@ item_fields as (
 -- movements (few: clawbacks, fees, referral fees, carried movements) and the currencies by their
 -- rank in text order. open_movements is those three: carried, shares and other movements
 credit_ranks as (
+    -- every claim's key (a superset of the credited ones: only the order of ranks matters)
     select credit_key as sort_credit, row_number() over (order by credit_key) as tie
-    from (select distinct credit_key from credits)
+    from (select credit_key from credited_days union select credit_key from project_shares)
 ),
 
 key_ranks as (
@@ -54,6 +70,7 @@ movements as (
     select s.*, cr.tie
     from share_movements as s
     join credit_ranks as cr on cr.sort_credit = s.sort_credit
+    where s.share_source = 'project'
     union all by name
     select o.*, kr.tie
     from (select * from carried_movements union all by name select * from other_movements) as o
@@ -179,6 +196,84 @@ statement_rows as (
         note
     from all_rows as a
     join results as r on r.partner_id = a.partner_id
+),
+
+-- the month's subscription shares: the same fields and order as movement_rows and statement_rows
+-- give them, but what a credit shares with its claim and day (credited_days: entry and section
+-- from the day, date, source file, customer, credit %, payout currency, the claim's notes, the
+-- order's high bits) is written once per claim (a few thousand rows); per credit only the line id,
+-- item, currency, amounts, rate and tier note. at 10M lines: 8.9M rows.
+sub_claims as (
+    select
+        c.claim_day,
+        r.partner_id,
+        r.statement_no,
+        r.payout_currency,
+        c.invoice_date + p.holding_days < p.next_month_start as payable,  -- as share_movements
+        c.invoice_date,
+        c.customer_id,
+        c.credit_pct,
+        cr.tie,
+        nullif(concat_ws('; ',
+            case when not (c.invoice_date + p.holding_days < p.next_month_start)
+                 then 'payable from ' || left(cast(c.invoice_date + p.holding_days as varchar), 7) end,
+            case when r.held then 'held (' || r.status || '): waits for a later run' end
+        ), '') as claim_note
+    from credited_days as c
+    join results as r on r.partner_id = c.partner_id
+    join credit_ranks as cr on cr.sort_credit = c.credit_key
+    cross join run_params as p
+),
+
+sub_claim_texts as (
+    select
+        k.claim_day,
+        k.partner_id,
+        k.statement_no,
+        k.claim_note,
+        -- entry, date and source file, then the line id
+        case when k.payable then 'share' else 'pending_share' end || ',' || cast(k.invoice_date as varchar) || ','
+            || ff.field || ',' as head,
+        -- the customer, then the item
+        ',' || csv_field(k.customer_id) || ',' as customer_part,
+        -- the credit %, between the billed amount and the rate
+        ',' || coalesce(pt.text, '') || ',' as pct_part,
+        -- the payout currency and an empty payout amount, after the amount
+        ',' || k.payout_currency || ',,' as payout_part,
+        csv_field(k.claim_note) as note_field,
+        -- line_order less the row's own bits (see below): partner, section, kind (share), date, tie
+        case when k.statement_no < 16777216
+                  and date_diff('day', date '1970-01-01', k.invoice_date) between -4194304 and 4194302
+                  and k.tie between 0 and 268435454
+             then (k.statement_no::hugeint << 103)
+                  + ((case when k.payable then 1 else 2 end)::hugeint << 100)
+                  + (1::hugeint << 97)
+                  + ((date_diff('day', date '1970-01-01', k.invoice_date) + 4194304)::hugeint << 74)
+                  + (k.tie::hugeint << 3)
+             else error('statement order: a sort value does not fit its bit field')
+        end as order_base
+    from sub_claims as k
+    left join pct_texts as pt on pt.credit_pct = k.credit_pct
+    join file_fields as ff on ff.source_file = (select source_file from file_rows where file = 'subscription_billing')
+),
+
+sub_share_rows as (
+    select
+        k.partner_id as statement_partner_id,
+        k.statement_no,
+        -- + the export row (sort_row: the subscription file's rows come first, so it is the row itself)
+        k.order_base + ((case when s.row_number between 0 and 4398046511102 then s.row_number
+                              else error('statement order: a sort value does not fit its bit field') end)::hugeint << 32)
+            as line_order,
+        k.head || csv_field(s.line_id) || k.customer_part || coalesce(itf.field, '') || ',' || s.currency || ','
+            || fmt_money(s.amount_minor, s.digits) || k.pct_part || coalesce(rt.text, '') || ','
+            || fmt_money(s.share_minor, s.digits) || k.payout_part
+            || case when s.note is null then k.note_field else csv_field(concat_ws('; ', s.note, k.claim_note)) end
+            || chr(10) as row_text
+    from sub_shares as s
+    join sub_claim_texts as k on k.claim_day = s.claim_day
+    left join item_fields as itf on itf.item = s.item
+    left join rate_texts as rt on rt.rate = s.rate
 )
 
 -- the statement's order: (statement_no, sort_section, sort_kind, sort_date, sort_row, sort_tie,
@@ -193,6 +288,7 @@ statement_rows as (
 -- is an empty field; source_file and item are CSV fields already; the other fields are numbers,
 -- dates, codes and fixed words, which need neither). the writer puts the partner's line number,
 -- 1, 2, ... in that order, in front of it (outputs.write_statements)
+select statement_partner_id, statement_no, line_order, row_text from (
 select
     statement_partner_id,
     statement_no,
@@ -217,3 +313,6 @@ select
         coalesce(payout_amount, ''), csv_field(note)
     ) || chr(10) as row_text
 from statement_rows
+)
+union all
+select statement_partner_id, statement_no, line_order, row_text from sub_share_rows
