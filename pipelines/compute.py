@@ -182,6 +182,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     con.execute("""create or replace temp view charges_fx as
                    select t.* from charge_terms as t
                    anti join refused_charges as r on r.source = t.source and r.row_number = t.row_number""")
+    b("month_refunds")
     b("refunds_checked")
     counts["refunds_quarantined"] = split(con, "refunds_checked", "refunds")
     b("tier_day_bases")

@@ -3,7 +3,7 @@
 -- order; one that would take the refunds past the charge is an exception, and the ones after it
 -- still count against what is left. amounts are minor units; refunds are negative.
 with recursive this_month_refunds as (
-    select * from lines where line_type <> 'charge'
+    select * from month_refunds  -- lines that are not charges (sql/month_refunds)
 ),
 
 originals as (
