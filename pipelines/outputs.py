@@ -69,8 +69,9 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     """One CSV per partner, rows in statement line order, numbered 1, 2, ... per partner.
 
     `sql/statement_lines/query.sql` gives each row as CSV text (`row_text`, from `entry` to `note`
-    with its line end). It is sorted once by (partner, statement order) and streamed in Arrow
-    batches; each batch is cut where the partner changes, and each slice is written as one block of
+    with its line end): the month's subscription shares, and the other rows from
+    `sql/statement_other_rows` (a temp table built first). It is sorted once by (partner, statement
+    order) and streamed in Arrow batches; each batch is cut where the partner changes, and each slice is written as one block of
     bytes: the line numbers joined in front of the rows by Arrow, then the string column's data
     buffer as it is, by one writer thread while the next batch is fetched. One sort and one pass: no
     window function, no query per partner, no CSV writer and no Python loop over rows; memory
@@ -82,8 +83,12 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
 
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
+    # the partners' statement numbers, and every row but the month's subscription shares (tens of
+    # thousands), as temp tables: sql/statement_lines merges the shares' rows with them
+    sqlfiles.build(con, "statement_partners")
+    sqlfiles.build(con, "statement_other_rows", **params)
     rel = con.sql(f"select statement_partner_id, statement_no, row_text "
-                  f"from ({sqlfiles.query_text('statement_lines')}) order by line_order", params=params)
+                  f"from ({sqlfiles.query_text('statement_lines')}) order by line_order")
     reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
     header = (",".join(STATEMENT_COLUMNS) + "\n").encode()
     written: dict[str, int] = {}
