@@ -32,11 +32,12 @@ credit_ranks as (
     from (select distinct credit_key from credited_days)
 ),
 
--- the month's subscription shares: the same fields and order as movement_rows and statement_rows
--- give them, but what a credit shares with its claim and day (credited_days: entry and section
--- from the day, date, source file, customer, credit %, payout currency, the claim's notes, the
--- order's high bits) is written once per claim (a few thousand rows); per credit only the line id,
--- item, currency, amounts, rate and tier note. at 10M lines: 8.9M rows.
+-- the month's subscription shares: the same fields and order as sql/statement_other_rows'
+-- movement_rows and statement_rows give a share, but what a credit shares with its claim and day
+-- (credited_days: entry and section from the day, date, source file, customer, credit %, payout
+-- currency, the claim's notes, the order's high bits) is written once per claim (a few thousand
+-- rows); per credit only the line id, item, currency, amounts, rate and tier note. at 10M lines:
+-- 8.9M rows.
 sub_claims as (
     select
         c.claim_day,

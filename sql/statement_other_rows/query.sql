@@ -1,6 +1,7 @@
 -- each partner's month, line by line: every row but the month's subscription shares, which
--- sql/statement_lines writes and merges with these (a temp table, tens of thousands of rows). amount is in the row's own currency; payout_amount (payout
--- currency) is set only on rows that move the balance, so:
+-- sql/statement_lines writes and merges with these (a temp table, tens of thousands of rows).
+-- amount is in the row's own currency; payout_amount (payout currency) is set only on rows that
+-- move the balance, so:
 --   closing_balance = opening_balance + sum(payout_amount of conversion and payout rows).
 -- conversion rows sum each currency's payable movements per kind and convert them at month m's
 -- rate (each currency converted as one sum and rounded once; the per-kind parts add up to it).
