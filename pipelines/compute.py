@@ -233,8 +233,8 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
            from project_shares"""
     )
     crossing = []
-    for line_id, key, claim_day, tier, d, currency in con.execute(
-        """select s.line_id, c.credit_key, s.claim_day, s.tier_crossing, s.digits, s.currency
+    for line_id, claim_day, tier, d, currency in con.execute(
+        """select s.line_id, s.claim_day, s.tier_crossing, s.digits, s.currency
            from sub_shares as s join credited_days as c on c.claim_day = s.claim_day
            where s.tier_crossing is not null order by s.line_id, c.credit_key"""
     ).fetchall():
@@ -242,7 +242,7 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
         if len(parts) != 5:
             raise RuntimeError(f"tier crossing of {line_id} is incomplete: {tier!r}")
         version, fx, before, after, r0 = parts
-        crossing.append((line_id, key, claim_day, int(version), Decimal(before), Decimal(after), Decimal(r0),
+        crossing.append((line_id, claim_day, int(version), Decimal(before), Decimal(after), Decimal(r0),
                          Decimal(fx), d, currency))
     if not crossing:
         return
@@ -251,7 +251,7 @@ def _credits(con: duckdb.DuckDBPyConnection, program: Program) -> None:
     for v, above, uplift in steps:
         by_version.setdefault(v, []).append((above, uplift))
     fixes = []
-    for line_id, key, claim_day, version, before, after, r0, fx, d, currency in crossing:
+    for line_id, claim_day, version, before, after, r0, fx, d, currency in crossing:
         share, parts = split_across_steps(before, after, r0, by_version[version], fx, d)
         note = "tier split: " + " + ".join(
             f"{_fmt(p / Fraction(fx), d)} {currency} at {format(r.normalize(), 'f')}" for p, r in parts

@@ -71,8 +71,9 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     `sql/statement_lines/query.sql` gives each row as CSV text (`row_text`, from `entry` to `note`
     with its line end): the month's subscription shares, and the other rows from
     `sql/statement_other_rows` (a temp table built first). It is sorted once by (partner, statement
-    order) and streamed in Arrow batches; each batch is cut where the partner changes, and each slice is written as one block of
-    bytes: the line numbers joined in front of the rows by Arrow, then the string column's data
+    order) and streamed in Arrow batches; each batch is cut where the partner changes, and each
+    slice is written as one block of bytes: the line numbers joined in front of the rows by Arrow,
+    then the string column's data
     buffer as it is, by one writer thread while the next batch is fetched. One sort and one pass: no
     window function, no query per partner, no CSV writer and no Python loop over rows; memory
     bounded by two batches.

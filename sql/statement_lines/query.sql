@@ -89,7 +89,7 @@ sub_claim_texts as (
         end as order_base
     from sub_claims as k
     left join pct_texts as pt on pt.credit_pct = k.credit_pct
-    join file_fields as ff on ff.source_file = (select source_file from file_rows where file = 'subscription_billing')
+    cross join file_fields as ff  -- the subscription file's one row
 ),
 
 sub_share_rows as (

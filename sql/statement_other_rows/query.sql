@@ -64,14 +64,17 @@ key_ranks as (
 ),
 
 movements as (
-    select s.*, cr.tie
-    from share_movements as s
-    join credit_ranks as cr on cr.sort_credit = s.sort_credit
-    where s.share_source = 'project'
+    -- generic_movements with each row's tie: a project share's by its credit key, the carried and
+    -- other movements' (share_source null) by movement id
+    select g.*, cr.tie
+    from generic_movements as g
+    join credit_ranks as cr on cr.sort_credit = g.sort_credit
+    where g.share_source = 'project'
     union all by name
-    select o.*, kr.tie
-    from (select * from carried_movements union all by name select * from other_movements) as o
-    join key_ranks as kr on kr.sort_key = o.movement_id
+    select g.*, kr.tie
+    from generic_movements as g
+    join key_ranks as kr on kr.sort_key = g.movement_id
+    where g.share_source is null
 ),
 
 movement_rows as (
