@@ -79,7 +79,7 @@ def _run_step(step: str, run: dict) -> dict:
     from pipelines import engine
 
     try:
-        result = getattr(engine, step)(run["data_dir"], run["out_dir"], run["month"])
+        result = getattr(engine, step)(run["data_dir"], run["out_dir"], run["month"], run=run["run_id"])
     except engine.PayoutError as exc:
         raise AirflowFailException(f"{step} {run['month']}: {exc}") from exc
     # XCom keeps small JSON values only.
@@ -130,7 +130,9 @@ def partner_payouts():
         )
         data_dir, out_dir = _roots()
         logging.getLogger(__name__).info("billing month %s; data %s; out %s", month, data_dir, out_dir)
-        return {"month": month, "data_dir": data_dir, "out_dir": out_dir}
+        # the run's staging folder is claimed in its name: a step never works on another run's files
+        run_id = f"airflow:{getattr(dag_run, 'run_id', None) or context.get('run_id')}"
+        return {"month": month, "data_dir": data_dir, "out_dir": out_dir, "run_id": run_id}
 
     @task.sensor(
         mode="reschedule",

@@ -174,8 +174,15 @@ class _DecimalLoader(yaml.SafeLoader):
     """Safe YAML loader that reads floats as Decimal from their source text."""
 
 
-def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
-    return Decimal(loader.construct_scalar(node).replace("_", ""))
+def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
+    """A YAML float as the Decimal of its text; `.nan`, `.inf` and the like stay text, which the
+    schema then refuses naming the key ("Input should be a valid decimal")."""
+    text = loader.construct_scalar(node).replace("_", "")
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return text
+    return value if value.is_finite() else text
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal)

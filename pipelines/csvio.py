@@ -32,6 +32,17 @@ class CsvError(ValueError):
     """A file that cannot be read at all (encoding, no header)."""
 
 
+#: a record longer than this is quarantined, not parsed (DuckDB's reader stops at 2 MiB lines)
+MAX_RECORD_BYTES = 1024 * 1024
+
+# why a record cannot be parsed (RecordIndex.problem); 0 = fine
+FIELD_COUNT, NOT_UTF8, STRAY_CR, TOO_LONG = 1, 2, 3, 4
+
+
+class UnclosedQuote(CsvError):
+    """A quoted field is still open at the end of the file: it would swallow every row after it."""
+
+
 @dataclass
 class RecordIndex:
     header: list[str]
@@ -40,13 +51,21 @@ class RecordIndex:
     ends: np.ndarray  # byte offset just past each record's terminator (or EOF)
     lines: np.ndarray  # physical line number (1-based; header is line 1) of each record's start
     fields: np.ndarray  # field count of each record
-    open_quote: bool  # the last record ends inside an unclosed quote
+    problem: np.ndarray  # why each record cannot be parsed: 0, FIELD_COUNT, NOT_UTF8, STRAY_CR, TOO_LONG
 
     def malformed(self) -> np.ndarray:
-        bad = self.fields != len(self.header)
-        if self.open_quote and len(bad):
-            bad[-1] = True
-        return bad
+        return self.problem != 0
+
+    def problem_message(self, pos: int) -> str:
+        """The one-line reason record `pos` is malformed (the exceptions file's message)."""
+        code = int(self.problem[pos])
+        if code == NOT_UTF8:
+            return "the row is not valid UTF-8"
+        if code == STRAY_CR:
+            return "a carriage return outside quotes that does not end the line"
+        if code == TOO_LONG:
+            return f"the row is {int(self.ends[pos] - self.starts[pos])} bytes long; the limit is {MAX_RECORD_BYTES}"
+        return f"expected {len(self.header)} fields, found {int(self.fields[pos])}"
 
 
 def index_records(path: Path) -> RecordIndex:
@@ -58,6 +77,9 @@ def index_records(path: Path) -> RecordIndex:
     offset = 0  # global byte offset of the current chunk
     newlines_before = 0  # physical newlines seen before the current chunk
     rec_start, rec_line, rec_commas = 0, 1, 0  # the record still open at the chunk boundary
+    stray_cr: list[np.ndarray] = []  # global offsets of CRs outside quotes not followed by LF
+    cr_at_end = False  # the previous chunk ended in a CR outside quotes
+    last_quote_line = 0  # physical line of the last quote seen (the opening one, if it never closes)
     with open(path, "rb") as fh:
         while True:
             buf = fh.read(CHUNK)
@@ -67,9 +89,14 @@ def index_records(path: Path) -> RecordIndex:
             nl = np.flatnonzero(a == _NL)
             cm = np.flatnonzero(a == _COMMA)
             qt = np.flatnonzero(a == _QUOTE)
+            cr = np.flatnonzero(a == _CR) if buf.find(b"\r") != -1 else nl[:0]
+            if cr_at_end and a[0] != _NL:
+                stray_cr.append(np.array([offset - 1]))
+            if len(qt):
+                last_quote_line = 1 + newlines_before + int(np.searchsorted(nl, qt[-1]))
             if len(qt) == 0 and parity == 0:
                 # Fast path (most billing exports): no quotes, every newline and comma counts.
-                rec_nl, rec_cm = nl, cm
+                rec_nl, rec_cm, rec_cr = nl, cm, cr
             else:
                 # Parity after each quote; a position is inside quotes iff an odd number of quotes
                 # precede it (escaped "" toggles twice and cancels out).
@@ -80,8 +107,15 @@ def index_records(path: Path) -> RecordIndex:
                     k = np.searchsorted(qt, pos)  # quotes strictly before pos
                     par = np.where(k > 0, q_par[np.maximum(k - 1, 0)], parity)
                     return pos[par == 0]
-                rec_nl, rec_cm = outside(nl), outside(cm)
+                rec_nl, rec_cm, rec_cr = outside(nl), outside(cm), outside(cr)
                 parity = int(q_par[-1]) if len(qt) else parity
+            # a CR outside quotes ends a line only right before its LF (CRLF); at a chunk's last byte
+            # the next chunk decides
+            lone = rec_cr[rec_cr + 1 < len(a)]
+            lone = lone[a[lone + 1] != _NL]
+            if len(lone):
+                stray_cr.append(offset + lone)
+            cr_at_end = bool(len(rec_cr)) and int(rec_cr[-1]) == len(a) - 1
             # Commas per record segment: segment j ends at rec_nl[j]; the last one stays open.
             # (commas before each record end, differenced: O(records log commas), no per-comma pass)
             before = np.searchsorted(rec_cm, rec_nl)
@@ -105,7 +139,10 @@ def index_records(path: Path) -> RecordIndex:
             newlines_before += len(nl)
             offset += len(buf)
     size = offset
-    open_quote = parity == 1
+    if parity == 1:
+        line = _unclosed_record_line(path) or last_quote_line
+        raise UnclosedQuote(f"a quoted field opened on line {line} is never closed "
+                            "(it would swallow every row after it)")
     if rec_start < size:  # a last record without a trailing newline
         starts.append(np.array([rec_start]))
         lines.append(np.array([rec_line]))
@@ -124,15 +161,68 @@ def index_records(path: Path) -> RecordIndex:
         raise CsvError(f"{path.name}: the header is not UTF-8") from None
     header = next(csv.reader(io.StringIO(text)), [])
     header = [h.strip() for h in header]
-    return RecordIndex(
-        header=header,
-        header_end=int(ends[0]),
-        starts=all_starts[1:],
-        ends=ends[1:],
-        lines=all_lines[1:].astype(np.int64),
-        fields=all_fields[1:].astype(np.int64),
-        open_quote=open_quote,
-    )
+    starts, ends = all_starts[1:], ends[1:]
+    fields = all_fields[1:].astype(np.int64)
+    problem = np.where(fields != len(header), FIELD_COUNT, 0).astype(np.int8)
+    problem[_records_at(starts, _not_utf8(path, starts, ends))] = NOT_UTF8
+    if stray_cr:
+        problem[_records_at(starts, np.concatenate(stray_cr))] = STRAY_CR
+    problem[(ends - starts) > MAX_RECORD_BYTES] = TOO_LONG
+    return RecordIndex(header=header, header_end=int(all_starts[1]) if len(all_starts) > 1 else size,
+                       starts=starts, ends=ends, lines=all_lines[1:].astype(np.int64), fields=fields,
+                       problem=problem)
+
+
+def _unclosed_record_line(path: Path) -> int | None:
+    """The line where the record holding a never-closed quote starts. Quote parity alone names the
+    file's last quote, which is often a later, well-quoted field: Python's csv module in strict mode
+    stops at the first quote that cannot close a field (a quote must be followed by a comma, a line
+    end or another quote), and the record it was reading started where the stray quote opened."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        start = 1
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error:
+            return start
+    return None
+
+
+def _records_at(starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The data record holding each byte offset (offsets in the header are left out)."""
+    pos = np.searchsorted(starts, offsets, side="right") - 1
+    return np.unique(pos[pos >= 0])
+
+
+def _not_utf8(path: Path, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Byte offsets of the first invalid UTF-8 sequence of each record that has one.
+
+    The file is decoded in slices that end at record ends (a character never spans two slices);
+    Python's strict decoder runs in C, and the loop runs once per slice and once per bad record.
+    """
+    found: list[int] = []
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    with open(path, "rb") as fh:
+        first = 0
+        while first < len(starts):
+            # the records whose ends fall within CHUNK bytes of this slice's start (at least one)
+            last = max(first, int(np.searchsorted(ends, starts[first] + CHUNK, side="right")) - 1)
+            fh.seek(int(starts[first]))
+            buf = memoryview(fh.read(int(ends[last] - starts[first])))
+            pos = 0
+            while True:
+                try:
+                    str(buf[pos:], "utf-8")
+                    break
+                except UnicodeDecodeError as exc:
+                    bad = int(starts[first]) + pos + exc.start
+                    found.append(bad)
+                    rec = int(np.searchsorted(starts, bad, side="right")) - 1
+                    pos = int(ends[rec] - starts[first])  # go on after the bad record
+            first = last + 1
+    return np.array(found, dtype=np.int64)
 
 
 #: reading by lines gives up (and the record index takes over) when more lines than this hold a
@@ -288,13 +378,13 @@ def _copy_range(src, out, start: int, stop: int | None) -> None:
         remaining -= len(buf)
 
 
-def raw_records(path: Path, idx: RecordIndex, positions: np.ndarray) -> list[str]:
-    """The raw text of a few records (for quarantine messages)."""
+def raw_records(path: Path, idx: RecordIndex, positions: np.ndarray, limit: int = 64 * 1024) -> list[str]:
+    """The raw text of a few records (for quarantine messages: their record id), each cut to `limit` bytes."""
     out = []
     with open(path, "rb") as fh:
         for i in positions:
             fh.seek(int(idx.starts[i]))
-            out.append(fh.read(int(idx.ends[i] - idx.starts[i])).decode("utf-8", "replace").rstrip("\r\n"))
+            out.append(fh.read(min(limit, int(idx.ends[i] - idx.starts[i]))).decode("utf-8", "replace").rstrip("\r\n"))
     return out
 
 

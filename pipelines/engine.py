@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,17 +26,17 @@ import duckdb
 
 from pipelines import compute as rules
 from pipelines import ingest as ingest_mod
-from pipelines import gates, ledger, outputs, sqlfiles
+from pipelines import gates, ledger, outputs, outroot, sqlfiles
 from pipelines.config import Program, ProgramError, load_program
 from pipelines.currencies import minor_units
 from pipelines.inputs import ALL_INPUTS, PROGRAM_RELPATH
 
 log = logging.getLogger(__name__)
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-STAGING = ".staging"
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 LEDGER_BASE = "ledger_base.json"
 LEDGER_DELTA = "ledger_delta"
+INPUTS = "inputs.json"  # sha256 and size of every input file, as ingest read them (for the manifest)
 
 
 class PayoutError(RuntimeError):
@@ -42,13 +44,12 @@ class PayoutError(RuntimeError):
 
 
 def _month(month: str) -> str:
-    if not isinstance(month, str) or not _MONTH.match(month):
+    if not isinstance(month, str) or not _MONTH.fullmatch(month):
         raise PayoutError(f"billing month {month!r} is not YYYY-MM")
     return month
 
 
-def staging_dir(out_dir: str | Path, month: str) -> Path:
-    return Path(out_dir) / STAGING / month
+staging_dir = outroot.staging_dir
 
 
 def _program(data_dir: Path) -> Program:
@@ -97,14 +98,23 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
 
 
 def _timed(step: str):
+    """Wrap an engine step: the output root's lock (re-entrant), recovery of an unfinished publish and
+    removal of dead staging when this call took the lock, the run's ownership of the staging folder
+    (`run`: who prepared it), one-line errors, and the step's time."""
     def wrap(fn):
-        def inner(data_dir, out_dir, month, *a, **kw):
+        def inner(data_dir, out_dir, month, *a, run: str | None = None, **kw):
             t0 = time.perf_counter()
+            out_dir = Path(out_dir)
             try:
-                result = fn(Path(data_dir), Path(out_dir), _month(month), *a, **kw)
+                month = _month(month)
+                with command(out_dir, f"payouts {step} --month {month}"):
+                    if step != "prepare":
+                        outroot.check_owner(out_dir, month, run)
+                    result = fn(Path(data_dir), out_dir, month, *a, run=run, **kw)
             except PayoutError:
                 raise
-            except (ProgramError, ingest_mod.MissingInput, ledger.ChainError, gates.GateFailed) as exc:
+            except (ProgramError, ingest_mod.MissingInput, ledger.ChainError, gates.GateFailed,
+                    outroot.OutRootBusy, outroot.StagingTaken) as exc:
                 raise PayoutError(str(exc)) from None
             result = dict(result or {})
             result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -116,26 +126,73 @@ def _timed(step: str):
     return wrap
 
 
+@contextmanager
+def command(out_dir: Path, what: str) -> Iterator[None]:
+    """Hold the output root for one command (`what` is how a waiting command names it): the lock,
+    then, when this call took it, `open_out_root`."""
+    with outroot.exclusive(out_dir, what) as took:
+        if took:
+            open_out_root(out_dir)
+        yield
+
+
+def open_out_root(out_dir: Path) -> None:
+    """What every command does first, holding the lock: finish a publish whose ledger commit went
+    through but whose folder was not put in place (a crash between the two), then remove staging
+    that no live run can use."""
+    latest, sha = ledger.committed(out_dir)
+    if latest is not None and sha is not None and outputs.manifest_sha256(out_dir / latest) != sha:
+        staged = staging_dir(out_dir, latest) / "month"
+        if outputs.manifest_sha256(staged) == sha:
+            log.warning("finishing the publish of %s (its ledger update committed, its folder was not moved)", latest)
+            _swap_in(out_dir, latest, staged)
+            outroot.remove_staging(out_dir, latest)
+        # otherwise the folder is missing or changed: running the next month refuses (check_chain)
+    if latest is None:
+        keep = {p.name for p in (out_dir / outroot.STAGING).glob("*")}
+    else:
+        keep = {latest, ledger.next_month(latest)}
+    outroot.clean_stale_staging(out_dir, keep)
+
+
+def _swap_in(out_dir: Path, month: str, staged: Path) -> None:
+    """Move a staged month folder into place, replacing the published one (two renames; a crash
+    between them is finished by `open_out_root`)."""
+    target = out_dir / month
+    trash = staging_dir(out_dir, month) / "replaced"
+    if trash.exists():
+        shutil.rmtree(trash)
+    if target.exists():
+        os.replace(target, trash)
+    os.replace(staged, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def exports_ready(data_dir: str | Path, month: str) -> bool:
     """The month's required export files are present (what the DAG's sensor waits for)."""
     return all(f.path(Path(data_dir), month).exists() for f in ALL_INPUTS if f.required)
 
 
 @_timed("prepare")
-def prepare(data_dir: Path, out_dir: Path, month: str) -> dict:
-    """Check the program file, the required files and columns, and the month chain; reset staging."""
+def prepare(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
+    """Check the program file, the required files and columns, and the month chain; claim a fresh
+    staging folder for this run (`run` names it: the Airflow run, or `payouts run`'s own id; steps
+    called one by one without a run share the owner `steps`)."""
     ledger.check_chain(out_dir, month)
     program = _program(data_dir)
     ingest_mod.check_presence(data_dir, month)
-    stage = staging_dir(out_dir, month)
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
+    stage = outroot.claim_staging(out_dir, month, run or "steps")
     return {"month": month, "program": program.program.name, "staging": str(stage)}
 
 
+def cli_run_id() -> str:
+    """`payouts run`'s owner name: it holds the lock from start to end, so when another command holds
+    the lock a staging folder so named belongs to a dead run (outroot.clean_stale_staging)."""
+    return f"cli:{uuid.uuid4().hex[:12]}"
+
+
 @_timed("ingest")
-def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
+def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
     """Read every input file, type-check each row, quarantine what fails; stage the usable rows; run
     the input expectation suites on the rows as read (the gate step decides on their results)."""
     _prewarm_gx()  # GX imports in the background while DuckDB reads the exports
@@ -154,14 +211,24 @@ def ingest(data_dir: Path, out_dir: Path, month: str) -> dict:
                     "unnest($digits::integer[]) as digits", {"codes": list(digits), "digits": list(digits.values())})
         con.execute("create table product_families as select unnest($f::varchar[]) as product_family",
                     {"f": program.product_families()})
-        counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="input-hash") as pool:
+            hashing = pool.submit(_input_digests, data_dir, month)
+            counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
+            (stage / INPUTS).write_text(json.dumps(hashing.result(), sort_keys=True))
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
         gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
     return {"rows_read": {k: v["read"] for k, v in counts.items()}, "quarantined_at_ingest": int(quarantined)}
 
 
+def _input_digests(data_dir: Path, month: str) -> dict[str, dict]:
+    """sha256 and size of program.yaml and of every input file present (what made the month)."""
+    paths = {PROGRAM_RELPATH: data_dir / PROGRAM_RELPATH}
+    paths.update({f.label(month): f.path(data_dir, month) for f in ALL_INPUTS})
+    return {label: outputs.file_digest(p) for label, p in sorted(paths.items()) if p.exists()}
+
+
 @_timed("validate_inputs")
-def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
+def validate_inputs(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
     """The input gate: fatal results of the input suites (run by ingest) stop the run here."""
     with _work_db(out_dir, month, attach_ledger=False) as con:
         ingest_mod.check_sources_unchanged(con)  # the month must be computed from the files as ingested
@@ -169,7 +236,7 @@ def validate_inputs(data_dir: Path, out_dir: Path, month: str) -> dict:
 
 
 @_timed("compute")
-def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
+def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
     """Apply the payout rules and write the month's files into staging, with the ledger delta; run
     the line_reconciliation suite on the month's lines (the result gate decides on it)."""
     _prewarm_gx()
@@ -203,7 +270,7 @@ def compute(data_dir: Path, out_dir: Path, month: str) -> dict:
 
 
 @_timed("validate_results")
-def validate_results(data_dir: Path, out_dir: Path, month: str) -> dict:
+def validate_results(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
     """Great Expectations gates on the results, before anything is published."""
     _prewarm_gx()
     with _work_db(out_dir, month) as con:
@@ -211,11 +278,11 @@ def validate_results(data_dir: Path, out_dir: Path, month: str) -> dict:
 
 
 @_timed("publish")
-def publish(data_dir: Path, out_dir: Path, month: str) -> dict:
-    """Make the month visible: the folder appears whole (one rename), then the ledger commits.
-
-    If the process dies between the two, the folder is there but the ledger still ends at the month
-    before; the month is then the next one to run, and rerunning it rewrites the same bytes.
+def publish(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
+    """Make the month visible together with its ledger update: write manifest.json, commit the ledger
+    (its `months` row records the manifest's sha256), then move the folder into place. If the
+    process dies after the commit, the next command finishes the move (`open_out_root`); if the
+    commit fails, nothing is visible and the step can be retried.
     """
     stage = staging_dir(out_dir, month)
     month_dir = stage / "month"
@@ -225,16 +292,14 @@ def publish(data_dir: Path, out_dir: Path, month: str) -> dict:
     if ledger.stamp(out_dir) != json.loads((stage / LEDGER_BASE).read_text())["stamp"]:
         # another run published in between: these balances were computed from stale openings
         raise PayoutError(f"the ledger changed since {month} was computed; run {month} again")
+    sha = outputs.write_manifest(month_dir, month, json.loads((stage / INPUTS).read_text()))
+    try:
+        ledger.apply_month(out_dir, stage / LEDGER_DELTA, month, sha, duckdb_settings())
+    except duckdb.IOException as exc:  # e.g. another process holds the ledger file open
+        raise PayoutError(f"could not update the ledger, nothing was published: {str(exc).splitlines()[0]}") from None
+    _swap_in(out_dir, month, month_dir)
+    outroot.remove_staging(out_dir, month)
     target = out_dir / month
-    trash = stage / "replaced"
-    if target.exists():
-        os.replace(target, trash)  # a rerun of the latest month replaces it
-    os.replace(month_dir, target)
-    ledger.apply_month(out_dir, stage / LEDGER_DELTA, month, duckdb_settings())
-    shutil.rmtree(stage)
-    parent = out_dir / STAGING
-    if parent.exists() and not any(parent.iterdir()):
-        parent.rmdir()
     summary = json.loads((target / "summary.json").read_text())
     paid = {c: v["net_paid"] for c, v in summary["by_payout_currency"].items()}
     return {"month_dir": str(target), "net_paid": paid}
@@ -248,15 +313,32 @@ def _prewarm_gx() -> None:
 
 
 def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
-    """Everything `payouts run --month` does; on failure the published outputs and ledger are unchanged."""
+    """Everything `payouts run --month` does, holding the output root's lock from start to end; on
+    failure the published outputs and ledger are unchanged."""
     _prewarm_gx()  # overlaps the import with ingest, which runs in DuckDB (outside the GIL)
     steps = (prepare, ingest, validate_inputs, compute, validate_results, publish)
+    run = cli_run_id()
+    out_dir = Path(out_dir)
     results = {}
     try:
-        for step in steps:
-            results[step.__name__] = step(data_dir, out_dir, month)
-    except BaseException:
-        if results.get("prepare"):  # this run made the staging area: leave nothing of it behind
-            shutil.rmtree(staging_dir(out_dir, month), ignore_errors=True)
-        raise
+        with command(out_dir, f"payouts run --month {month}"):
+            try:
+                for step in steps:
+                    results[step.__name__] = step(data_dir, out_dir, month, run=run)
+            except BaseException:
+                _drop_failed_run(out_dir, month, run)
+                raise
+    except outroot.OutRootBusy as exc:
+        raise PayoutError(str(exc)) from None
     return results
+
+
+def _drop_failed_run(out_dir: Path, month: str, run: str) -> None:
+    """Leave nothing of a failed run behind, unless its ledger update committed: the next command
+    then moves its staged folder into place (`open_out_root`)."""
+    if outroot.staging_owner(out_dir, month) != run:
+        return
+    latest, sha = ledger.committed(out_dir)
+    if latest == month and sha is not None and sha == outputs.manifest_sha256(staging_dir(out_dir, month) / "month"):
+        return
+    outroot.remove_staging(out_dir, month)

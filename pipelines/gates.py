@@ -200,4 +200,7 @@ def _previous_balances(con: duckdb.DuckDBPyConnection, out_dir: Path, month: str
     prev = (start - dt.timedelta(days=1)).strftime("%Y-%m")
     (known,) = con.execute("select count(*) from ledger.months where billing_month = $p", {"p": prev}).fetchall()[0]
     path = out_dir / prev / "partner_balances.csv"
-    return pl.read_csv(path, infer_schema=False) if known and path.exists() else None
+    if known and not path.exists():
+        raise GateFailed(f"{prev}/partner_balances.csv is missing: the ledger has {prev} but its folder does not "
+                         "hold it; restore the folder from a backup")
+    return pl.read_csv(path, infer_schema=False) if known else None

@@ -46,6 +46,9 @@ def check_presence(data_dir: Path, month: str) -> None:
             header = csvio.read_header(path)
         except csvio.CsvError as exc:
             raise MissingInput(f"{f.label(month)}: {exc}") from None
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise MissingInput(f"{f.label(month)}: column {twice[0]!r} is named twice in the header")
         missing = [c for c in f.required_columns if c not in header]
         if missing:
             cols = ", ".join(repr(c) for c in missing)
@@ -104,10 +107,13 @@ def _select_columns(f: InputFile, header: list[str], field) -> str:
     )
 
 
-def _malformed(label: str, header: list[str], f: InputFile, row: int, fields: list[str] | None, found: int) -> tuple:
-    id_pos = header.index(f.record_id) if f.record_id in header else None
+def _malformed(label: str, header: list[str], f: InputFile, row: int, fields: list[str] | None, message: str) -> tuple:
+    """A quarantine row for a record that cannot be parsed. Its fields may be shifted, so the value
+    at the id column's position may be any column's: partners.csv's malformed rows name no record id
+    (it could be an account_ref); other files give the value there (docs/rules.md)."""
+    id_pos = header.index(f.record_id) if f.record_id in header and f.key != "partners" else None
     rec_id = fields[id_pos].strip() if fields is not None and id_pos is not None and id_pos < len(fields) else None
-    return (label, row, rec_id or None, "malformed_row", f"expected {len(header)} fields, found {found}")
+    return (label, row, rec_id or None, "malformed_row", message)
 
 
 _COLUMN_COUNT_ERRORS = {"MISSING COLUMNS", "TOO MANY COLUMNS"}
@@ -194,7 +200,7 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
 
     is_quoted = set(quoted.tolist())
     malformed = [line for line in reject_lines.tolist() if line not in is_quoted]
-    rows = [_malformed(label, header, f, line, fields, len(fields))
+    rows = [_malformed(label, header, f, line, fields, f"expected {len(header)} fields, found {len(fields)}")
             for line in malformed for fields in [texts[line].decode("utf-8", "replace").split(",")]]
     if rows:
         con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
@@ -241,7 +247,7 @@ def _stage_indexed(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, lab
         positions = np.flatnonzero(bad)
         texts = csvio.raw_records(path, idx, positions)
         rows = [_malformed(label, idx.header, f, int(lines[pos]), next(csv.reader(io.StringIO(text, newline="")), []),
-                           int(idx.fields[pos]))
+                           idx.problem_message(int(pos)))
                 for pos, text in zip(positions, texts)]  # the few malformed records only
         con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
     good_lines = csvio.line_table(lines[~bad])

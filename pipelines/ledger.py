@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines import outroot
 from pipelines.sqlfiles import sql_literal
 
 LEDGER_FILE = "ledger.duckdb"
@@ -33,7 +34,8 @@ PARQUET_TABLES = ("billing_lines", "charge_credits")
 # Money columns are minor units of the row's own currency (HUGEINT); credited_program is the
 # program currency in major units, exact to 20 decimals.
 TABLES: dict[str, str] = {
-    "months": "billing_month varchar, program_currency varchar",
+    # manifest_sha256: the sha256 of the month folder's manifest.json this commit published
+    "months": "billing_month varchar, program_currency varchar, manifest_sha256 varchar",
     "billing_lines": (
         "billing_month varchar, line_id varchar, source varchar, line_type varchar, invoice_date date, "
         "customer_id varchar, item varchar, currency varchar, digits integer, amount_minor hugeint, "
@@ -78,6 +80,8 @@ def ledger_path(out_dir: Path) -> Path:
 def create_tables(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     for name, cols in TABLES.items():
         con.execute(f"create table if not exists {schema}.{name} ({cols})")
+    # a ledger written before months carried the manifest's hash
+    con.execute(f"alter table {schema}.months add column if not exists manifest_sha256 varchar")
 
 
 def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
@@ -101,6 +105,8 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
     for name in TABLES:
         if name == "month_files" and not has_files:  # empty, with the columns TABLES gives it
             sql = "select " + ", ".join(f'null::{t} as "{c}"' for c, t in columns(name)) + " limit 0"
+        elif name == "months":  # by name: a ledger from before manifest_sha256 has no such column
+            sql = "select billing_month, program_currency from ledger_db.months"
         else:
             sql = f"select * from ledger_db.{name}"
         if name in PARQUET_TABLES and dirs:
@@ -112,13 +118,22 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
 
 
 def latest_month(out_dir: Path) -> str | None:
+    return committed(out_dir)[0]
+
+
+def committed(out_dir: Path) -> tuple[str | None, str | None]:
+    """The ledger's latest month and the sha256 of the manifest.json its publish committed (None for
+    a month published before manifests, or an empty ledger)."""
     path = ledger_path(out_dir)
     if not path.exists():
-        return None
+        return None, None
     con = duckdb.connect(str(path), read_only=True)
     try:
-        (m,) = con.execute("select max(billing_month) from months").fetchall()[0]
-        return m
+        cols = {c for (c,) in con.execute(
+            "select column_name from duckdb_columns() where table_name = 'months'").fetchall()}
+        sha = "manifest_sha256" if "manifest_sha256" in cols else "null"
+        row = con.execute(f"select billing_month, {sha} from months order by billing_month desc limit 1").fetchall()
+        return (row[0][0], row[0][1]) if row else (None, None)
     finally:
         con.close()
 
@@ -138,8 +153,21 @@ def next_month(month: str) -> str:
 
 
 def check_chain(out_dir: Path, month: str) -> None:
-    """Months chain: only the month after the latest computed one, or the latest again, may run."""
+    """Months chain: only the month after the latest computed one, or the latest again, may run.
+    A ledger that is missing while months are published is an error, never a fresh start; so is a
+    month folder the ledger does not know."""
     latest = latest_month(out_dir)
+    folders = outroot.month_folders(out_dir)
+    if latest is None and (folders or (Path(out_dir) / FILES_DIR).exists()):
+        shown = ", ".join(folders) if folders else "ledger_files/"
+        raise ChainError(f"the ledger ({LEDGER_FILE}) is missing but months are published ({shown}): restore it "
+                         "from a backup, or start a new ledger in an empty output folder")
+    unknown = [m for m in folders if latest is not None and m > latest]
+    if unknown:
+        raise ChainError(f"{unknown[0]} is in the output folder but the ledger ends at {latest}: a folder the "
+                         f"ledger never published; move it out of the output folder, then run {next_month(latest)}")
+    if latest is not None and month == next_month(latest):
+        _check_published(out_dir, latest)
     if latest is None or month == latest or month == next_month(latest):
         return
     if month < latest:
@@ -152,32 +180,59 @@ def check_chain(out_dir: Path, month: str) -> None:
     )
 
 
+def _check_published(out_dir: Path, month: str) -> None:
+    """The folder of the ledger's latest month is there and is what its publish committed (the next
+    month's opening balances are its closing ones, and finance reads them there)."""
+    import hashlib
+
+    _, sha = committed(out_dir)
+    manifest = Path(out_dir) / month / "manifest.json"
+    if not (Path(out_dir) / month).is_dir():
+        raise ChainError(f"the ledger has {month} but its folder {month}/ is missing: restore it from a backup "
+                         f"(or run {month} again) before {next_month(month)}")
+    if sha is not None and (not manifest.exists() or hashlib.sha256(manifest.read_bytes()).hexdigest() != sha):
+        raise ChainError(f"{month}/manifest.json is not the one the ledger published: restore {month}/ from a "
+                         f"backup (or run {month} again) before {next_month(month)}")
+
+
 class ChainError(ValueError):
     pass
 
 
-def apply_month(out_dir: Path, delta_dir: Path, month: str, config: dict | None = None) -> None:
+def apply_month(out_dir: Path, delta_dir: Path, month: str, manifest_sha256: str, config: dict | None = None) -> None:
     """Replace `month` in the ledger with the staged rows (`<delta_dir>/<table>.parquet`), in one
-    transaction: the big tables' files move into a new folder first, and the commit names it."""
+    transaction that also records the hash of the month folder's manifest.json: the big tables'
+    files move into a new folder first, and the commit names it. If the commit fails, the files
+    move back, so the step can be retried."""
     out_dir = Path(out_dir)
     files_dir = Path(FILES_DIR) / f"{month}.{uuid.uuid4().hex[:12]}"
     (out_dir / files_dir).mkdir(parents=True)
     for name in PARQUET_TABLES:
         os.replace(delta_dir / f"{name}.parquet", out_dir / files_dir / f"{name}.parquet")
     path = ledger_path(out_dir)
-    con = duckdb.connect(str(path), config=config or {})
     try:
-        create_tables(con, "main")
-        con.execute("begin transaction")
-        for name in TABLES:
-            # a rerun month's rows go; for a ledger from before month_files, so do its big tables' rows
-            con.execute(f"delete from main.{name} where billing_month = $m", {"m": month})
-            if name == "month_files":
-                con.execute("insert into main.month_files values ($m, $d)", {"m": month, "d": files_dir.as_posix()})
-            elif name not in PARQUET_TABLES:
-                con.execute(f"insert into main.{name} by name select * from read_parquet($p)",
-                            {"p": str(delta_dir / f"{name}.parquet")})
-        con.execute("commit")
+        con = duckdb.connect(str(path), config=config or {})
+    except BaseException:
+        _move_back(out_dir / files_dir, delta_dir)
+        raise
+    try:
+        try:
+            create_tables(con, "main")
+            con.execute("begin transaction")
+            for name in TABLES:
+                # a rerun month's rows go; for a ledger from before month_files, so do its big tables' rows
+                con.execute(f"delete from main.{name} where billing_month = $m", {"m": month})
+                if name == "month_files":
+                    con.execute("insert into main.month_files values ($m, $d)", {"m": month, "d": files_dir.as_posix()})
+                elif name not in PARQUET_TABLES:
+                    con.execute(f"insert into main.{name} by name select * from read_parquet($p)",
+                                {"p": str(delta_dir / f"{name}.parquet")})
+            con.execute("update main.months set manifest_sha256 = $s where billing_month = $m",
+                        {"s": manifest_sha256, "m": month})
+            con.execute("commit")
+        except BaseException:
+            _move_back(out_dir / files_dir, delta_dir)
+            raise
         con.execute("checkpoint")
         kept = {d for (d,) in con.execute("select dir from main.month_files").fetchall()}
     finally:
@@ -187,3 +242,10 @@ def apply_month(out_dir: Path, delta_dir: Path, month: str, config: dict | None 
     for d in sorted((out_dir / FILES_DIR).iterdir()):
         if f"{FILES_DIR}/{d.name}" not in kept:
             shutil.rmtree(d)
+
+
+def _move_back(files_dir: Path, delta_dir: Path) -> None:
+    for name in PARQUET_TABLES:
+        if (files_dir / f"{name}.parquet").exists():
+            os.replace(files_dir / f"{name}.parquet", delta_dir / f"{name}.parquet")
+    shutil.rmtree(files_dir, ignore_errors=True)

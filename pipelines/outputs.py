@@ -7,13 +7,15 @@ failed identity is a bug and stops the run before anything is published.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import re
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 
@@ -33,11 +35,47 @@ class IdentityFailed(RuntimeError):
 
 
 def statement_filename(partner_id: str) -> str:
-    """A file name for any partner id: safe characters kept, anything else replaced and made unique."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", partner_id).lstrip(".")
-    if safe != partner_id or not safe:
-        safe = f"{safe}-{partner_id.encode().hex()[:16]}"
-    return safe + ".csv"
+    """The statement file of a partner: its id with every byte outside `A-Z a-z 0-9 _ -` percent-encoded
+    (UTF-8; `%` and `.` included), then `.csv`. The encoding is one-to-one, so two partners never
+    share a file, and no name is `.`, `..` or holds a `/`. partners.csv ids are at most 64 bytes
+    (`id_too_long`), so a name is at most 196 bytes."""
+    return quote(partner_id, safe="").replace(".", "%2E").replace("~", "%7E") + ".csv"
+
+
+MANIFEST = "manifest.json"
+
+
+def file_digest(path: Path) -> dict:
+    """sha256 (hex) and size of a file, read in blocks (hashlib releases the GIL on large blocks)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            h.update(block)
+            size += len(block)
+    return {"sha256": h.hexdigest(), "size": size}
+
+
+def manifest_sha256(month_dir: Path) -> str | None:
+    """The sha256 of a month folder's manifest.json (what the ledger records at publish), or None."""
+    path = Path(month_dir) / MANIFEST
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def write_manifest(month_dir: Path, month: str, inputs: dict[str, dict]) -> str:
+    """`manifest.json`: the sha256 and size of every other file of the month folder and of every input
+    that made it (deterministic: sorted keys, relative paths); returns its own sha256."""
+    paths = sorted(p for p in month_dir.rglob("*") if p.is_file() and p != month_dir / MANIFEST)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        digests = list(pool.map(file_digest, paths))
+    manifest = {
+        "billing_month": month,
+        "files": {p.relative_to(month_dir).as_posix(): d for p, d in zip(paths, digests)},
+        "inputs": inputs,
+    }
+    text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (month_dir / MANIFEST).write_bytes(text)
+    return hashlib.sha256(text).hexdigest()
 
 
 def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:

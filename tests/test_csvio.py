@@ -52,11 +52,20 @@ def test_index_matches_csv_module(tmp_path_factory, records, trailing_newline, c
     assert idx.header == ["h1", "h2", "h3"]
 
 
-def test_unclosed_quote_is_malformed(tmp_path):
+def test_an_unclosed_quote_names_the_line_where_it_opened(tmp_path):
     p = tmp_path / "f.csv"
-    p.write_text('a,b\n1,2\n3,"oops\n4,5\n')
+    p.write_text('a,b\n1,2\n3,"oops\n4,5\n6,"fine, quoted"\n')
+    with pytest.raises(csvio.UnclosedQuote, match="a quoted field opened on line 3 is never closed"):
+        csvio.index_records(p)
+
+
+def test_a_lone_cr_bad_utf8_and_an_overlong_record_are_malformed_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setattr(csvio, "MAX_RECORD_BYTES", 20)
+    p = tmp_path / "f.csv"
+    p.write_bytes(b'a,b\r\n1,2\r\n3,x\ry\r\n4,\xff\r\n5,"q\rq"\r\n6,' + b"z" * 30 + b"\r\n7,8\r")
     idx = csvio.index_records(p)
-    assert idx.malformed().tolist() == [False, True]
+    assert idx.lines.tolist() == [2, 3, 4, 5, 6, 7]
+    assert idx.problem.tolist() == [0, csvio.STRAY_CR, csvio.NOT_UTF8, 0, csvio.TOO_LONG, 0]
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -55,8 +55,8 @@ def _cli(data, out):
     (lambda d: _drop_column(d / SUB, "amount"), f"{SUB}: required column 'amount' is missing"),
     (lambda d: (d / "exports/2025-01/project_billing.csv").unlink(),
      "exports/2025-01/project_billing.csv: required file is missing"),
-    (lambda d: (d / SUB).open("ab").write(b"X1,I,2025-01-02,C,S,2025-01-01,platform,USD,1\xff.00,charge,\n"),
-     f"{SUB}: unreadable"),
+    (lambda d: (d / SUB).open("ab").write(b'X1,"I,2025-01-02,C,S,2025-01-01,platform,USD,1.00,charge,\n'),
+     f"{SUB}: a quoted field opened on line"),
     (lambda d: (d / "reference/program.yaml").write_text(
         (d / "reference/program.yaml").read_text() + "validation:\n  max_quarantine_pct: 0.1\n"),
      "quarantine rate"),

@@ -18,6 +18,9 @@ checked as (
         *,
         case
             when partner_id is null then 'missing_value'
+            -- the id names the partner's statement file (percent-encoded, docs/rules.md): bounded so
+            -- that every file name fits the file system's 255 bytes
+            when strlen(partner_id) > 64 then 'id_too_long'
             when id_rank > 1 then 'duplicate_id'
             when name is null or payout_currency is null or payout_method is null or status is null
                 then 'missing_value'
@@ -47,6 +50,7 @@ select
     reason_code,
     case reason_code
         when 'missing_value' then 'a required value (partner_id, name, payout_currency, payout_method, status) is blank'
+        when 'id_too_long' then 'partner_id is ' || strlen(partner_id) || ' bytes long; the limit is 64'
         when 'duplicate_id' then 'partner_id ' || partner_id || ' already used on an earlier row'
         when 'unknown_currency' then 'payout_currency ' || payout_currency || ' is not an ISO 4217 code'
         when 'bad_value' then 'payout_method, status or withholding_tax_pct has a value outside the allowed set: '
