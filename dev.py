@@ -96,7 +96,7 @@ def test(args: list[str]) -> None:
 
 def bench(args: list[str]) -> None:
     setup()
-    sh(PY, "-m", "pipelines.bench", *args)
+    sh(PY, ROOT / "benchmarks" / "bench.py", *args)
 
 
 def test_cluster(args: list[str]) -> None:

@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("pipelines") is None:  # pragma: no cover - depends on the deployment
     sys.path.insert(0, str(REPO_ROOT))
 
-from pipelines.billing_month import BILLING_MONTH_PATTERN  # noqa: E402  (stdlib only)
+from pipelines.core.months import BILLING_MONTH_PATTERN  # noqa: E402  (stdlib only)
 
 DAG_ID = "partner_payouts"
 
@@ -120,7 +120,7 @@ def partner_payouts():
     @task
     def resolve_billing_month(**context):
         """The month and the roots this run works on: the dict every later task gets."""
-        from pipelines.billing_month import resolve_billing_month as resolve
+        from pipelines.core.months import resolve_billing_month as resolve
 
         dag_run = context.get("dag_run")
         month = resolve(

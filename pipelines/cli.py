@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"month": args.month, "out": result["publish"]["month_dir"],
                           "net_paid": result["publish"]["net_paid"]}, sort_keys=True))
         return 0
-    from pipelines.sample import write_sample
+    from pipelines.demo.sample_data import write_sample
 
     print(json.dumps(write_sample(args.data, months=args.months, scale=args.scale, seed=args.seed), sort_keys=True,
                      default=str))

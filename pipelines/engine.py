@@ -24,12 +24,16 @@ from typing import Iterator
 
 import duckdb
 
-from pipelines import compute as rules
-from pipelines import ingest as ingest_mod
-from pipelines import gates, ledger, outputs, outroot, sqlfiles
-from pipelines.config import Program, ProgramError, load_program
-from pipelines.currencies import minor_units
-from pipelines.inputs import ALL_INPUTS, PROGRAM_RELPATH
+from pipelines.rules import run as rules
+from pipelines.ingest import load
+from pipelines.ledger import outroot
+from pipelines.ledger import store as ledger
+from pipelines.publish import outputs
+from pipelines.rules import relations
+from pipelines.validation import gates
+from pipelines.core.program import Program, ProgramError, load_program
+from pipelines.core.money import minor_units
+from pipelines.ingest.files import ALL_INPUTS, PROGRAM_RELPATH
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
         # (DuckDB's block checksums then fail the next step) and a rerun of the month starts over
         # from prepare, which deletes it (sub_shares at 10M lines: 9.4-9.7 s against 10.0-10.7 s)
         con.execute("set fsync_mode = 'none'")
-        sqlfiles.install_macros(con)
+        relations.install_macros(con)
         if attach_ledger:
             ledger.attach_read_only(con, out_dir)
         yield con
@@ -113,7 +117,7 @@ def _timed(step: str):
                     result = fn(Path(data_dir), out_dir, month, *a, run=run, **kw)
             except PayoutError:
                 raise
-            except (ProgramError, ingest_mod.MissingInput, ledger.ChainError, gates.GateFailed,
+            except (ProgramError, load.MissingInput, ledger.ChainError, gates.GateFailed,
                     outroot.OutRootBusy, outroot.StagingTaken) as exc:
                 raise PayoutError(str(exc)) from None
             result = dict(result or {})
@@ -180,7 +184,7 @@ def prepare(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
     called one by one without a run share the owner `steps`)."""
     ledger.check_chain(out_dir, month)
     program = _program(data_dir)
-    ingest_mod.check_presence(data_dir, month)
+    load.check_presence(data_dir, month)
     stage = outroot.claim_staging(out_dir, month, run or "steps")
     return {"month": month, "program": program.program.name, "staging": str(stage)}
 
@@ -197,7 +201,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
     the input expectation suites on the rows as read (the gate step decides on their results)."""
     _prewarm_gx()  # GX imports in the background while DuckDB reads the exports
     program = _program(data_dir)
-    ingest_mod.check_presence(data_dir, month)
+    load.check_presence(data_dir, month)
     stage = staging_dir(out_dir, month)
     db = stage / "work.duckdb"
     if db.exists():
@@ -213,7 +217,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
                     {"f": program.product_families()})
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="input-hash") as pool:
             hashing = pool.submit(_input_digests, data_dir, month)
-            counts = ingest_mod.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
+            counts = load.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
             (stage / INPUTS).write_text(json.dumps(hashing.result(), sort_keys=True))
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
         gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
@@ -231,7 +235,7 @@ def _input_digests(data_dir: Path, month: str) -> dict[str, dict]:
 def validate_inputs(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
     """The input gate: fatal results of the input suites (run by ingest) stop the run here."""
     with _work_db(out_dir, month, attach_ledger=False) as con:
-        ingest_mod.check_sources_unchanged(con)  # the month must be computed from the files as ingested
+        load.check_sources_unchanged(con)  # the month must be computed from the files as ingested
     return gates.validate_inputs(staging_dir(out_dir, month), month)
 
 
@@ -307,7 +311,7 @@ def publish(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
 
 def _prewarm_gx() -> None:
     """Import Great Expectations in a background thread while DuckDB works (it takes seconds)."""
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     validation.prewarm()
 

@@ -6,7 +6,7 @@ import csv
 import shutil
 from pathlib import Path
 
-from pipelines.inputs import ALL_INPUTS
+from pipelines.ingest.files import ALL_INPUTS
 
 PROGRAM = Path(__file__).resolve().parent / "fixtures" / "program.yaml"
 COLUMNS = {f.key: f.columns for f in ALL_INPUTS}

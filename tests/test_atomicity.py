@@ -7,7 +7,8 @@ import sys
 import pytest
 from builders import build, claim, partner, sub
 
-from pipelines import engine, outputs
+from pipelines import engine
+from pipelines.publish import outputs
 from pipelines.engine import PayoutError, run_month
 
 

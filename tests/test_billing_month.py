@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines.billing_month import BILLING_MONTH_PATTERN, BillingMonthError, resolve_billing_month  # noqa: E402
+from pipelines.core.months import BILLING_MONTH_PATTERN, BillingMonthError, resolve_billing_month  # noqa: E402
 
 UTC = timezone.utc
 
@@ -175,7 +175,7 @@ def test_importable_without_airflow():
         "        raise ImportError('airflow must not be imported')\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = guard\n"
-        "from pipelines.billing_month import resolve_billing_month\n"
+        "from pipelines.core.months import resolve_billing_month\n"
         "print(resolve_billing_month('2025-01'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

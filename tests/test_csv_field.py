@@ -11,11 +11,11 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import sqlfiles
+from pipelines.rules import relations
 
 TEXT = st.one_of(st.none(), st.text(alphabet=st.sampled_from(list('ab ,"\n\r\t=+-@\'é')), max_size=8))
 CON = duckdb.connect()
-sqlfiles.install_macros(CON)
+relations.install_macros(CON)
 
 
 def formula_safe(v):

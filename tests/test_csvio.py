@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import csvio
+from pipelines.ingest import csv_reader
 
 FIELD = st.one_of(
     st.sampled_from(["", "a", "1.5", "x y"]),
@@ -40,12 +40,12 @@ def test_index_matches_csv_module(tmp_path_factory, records, trailing_newline, c
     text = "h1,h2,h3" + nl + nl.join(records) + (nl if trailing_newline and records else "")
     path = tmp_path_factory.mktemp("csv") / "f.csv"
     path.write_bytes(text.encode())
-    old = csvio.CHUNK
-    csvio.CHUNK = chunk
+    old = csv_reader.CHUNK
+    csv_reader.CHUNK = chunk
     try:
-        idx = csvio.index_records(path)
+        idx = csv_reader.index_records(path)
     finally:
-        csvio.CHUNK = old
+        csv_reader.CHUNK = old
     expected = oracle(text)[1:]
     # csv.reader reads a blank final line after CRLF the same way; an empty record list is no data
     assert list(zip(idx.lines.tolist(), idx.fields.tolist())) == expected
@@ -55,17 +55,17 @@ def test_index_matches_csv_module(tmp_path_factory, records, trailing_newline, c
 def test_an_unclosed_quote_names_the_line_where_it_opened(tmp_path):
     p = tmp_path / "f.csv"
     p.write_text('a,b\n1,2\n3,"oops\n4,5\n6,"fine, quoted"\n')
-    with pytest.raises(csvio.UnclosedQuote, match="a quoted field opened on line 3 is never closed"):
-        csvio.index_records(p)
+    with pytest.raises(csv_reader.UnclosedQuote, match="a quoted field opened on line 3 is never closed"):
+        csv_reader.index_records(p)
 
 
 def test_a_lone_cr_bad_utf8_and_an_overlong_record_are_malformed_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setattr(csvio, "MAX_RECORD_BYTES", 20)
     p = tmp_path / "f.csv"
     p.write_bytes(b'a,b\r\n1,2\r\n3,x\ry\r\n4,\xff\r\n5,"q\rq"\r\n6,' + b"z" * 30 + b"\r\n7,8\r")
-    idx = csvio.index_records(p)
+    idx = csv_reader.index_records(p)
     assert idx.lines.tolist() == [2, 3, 4, 5, 6, 7]
-    assert idx.problem.tolist() == [0, csvio.STRAY_CR, csvio.NOT_UTF8, 0, csvio.TOO_LONG, 0]
+    assert idx.problem.tolist() == [0, csv_reader.STRAY_CR, csv_reader.NOT_UTF8, 0, csv_reader.TOO_LONG, 0]
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -73,4 +73,4 @@ def test_a_lone_cr_bad_utf8_and_an_overlong_record_are_malformed_not_fatal(tmp_p
     ("ok", "ok"), ("", ""), (None, None),
 ])
 def test_safe_text(value, expected):
-    assert csvio.safe_text(value) == expected
+    assert csv_reader.safe_text(value) == expected

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
-from pipelines import ledger  # noqa: E402  (after ROOT is on the path)
+from pipelines.ledger import store as ledger  # noqa: E402  (after ROOT is on the path)
 
 DAG_ID = "partner_payouts"
 MONTHS = ["2025-01", "2025-02"]
@@ -104,7 +104,7 @@ def airflow_env(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
-    from pipelines.sample import write_sample
+    from pipelines.demo.sample_data import write_sample
 
     data = tmp_path_factory.mktemp("data")
     write_sample(data, months=len(MONTHS), scale=SCALE)

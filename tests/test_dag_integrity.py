@@ -180,7 +180,7 @@ def test_monthly_utc_data_interval_timetable(dag):
 
 
 def test_schedule_bills_the_month_just_ended(dag):
-    from pipelines.billing_month import resolve_billing_month
+    from pipelines.core.months import resolve_billing_month
     from datetime import datetime
 
     runs = dag["runs"]
@@ -198,7 +198,7 @@ def test_schedule_bills_the_month_just_ended(dag):
 def test_manual_run_interval_is_the_last_complete_month(dag):
     from datetime import datetime
 
-    from pipelines.billing_month import resolve_billing_month
+    from pipelines.core.months import resolve_billing_month
 
     start, end = dag["manual_interval"]
     assert resolve_billing_month(None, datetime.fromisoformat(start)) == "2026-10"

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import gates
+from pipelines.validation import gates
 from pipelines.engine import PayoutError, run_month
-from pipelines.sample import write_sample
+from pipelines.demo.sample_data import write_sample
 
 # its module-scoped fixtures are built once: all its tests run on one xdist worker
 pytestmark = pytest.mark.xdist_group("test_gates")
@@ -100,7 +100,7 @@ def test_clean_month_report_says_passed_and_renders_offline(tmp_path):
 
 def test_reconciliation_failure_is_fatal(data, tmp_path, monkeypatch):
     """A result that does not reconcile (a bug) never reaches finance: simulate one remittance row off by a cent."""
-    from pipelines import gates
+    from pipelines.validation import gates
 
     real = gates.validate_results
 

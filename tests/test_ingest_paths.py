@@ -1,8 +1,8 @@
 """The two ways ingest reads an export give the same rows, line numbers and quarantine.
 
 Reading by lines (DuckDB's parallel CSV reader splits every line at commas and each row is numbered
-by its position, once `csvio.scan_lines` has counted the lines) is the fast path;
-`csvio.index_records` with DuckDB's CSV reader is the path for any file.
+by its position, once `csv_reader.scan_lines` has counted the lines) is the fast path;
+`csv_reader.index_records` with DuckDB's CSV reader is the path for any file.
 Hypothesis writes files with quotes, embedded commas and newlines, blank lines, CRLF, short and long
 rows, and both readers must agree; the fast one must also be the one taken when a file allows it.
 """
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import csvio, ingest
-from pipelines.inputs import InputFile
+from pipelines.ingest import csv_reader, load
+from pipelines.ingest.files import InputFile
 
 F = InputFile("t", "t.csv", ("a", "b", "c"), record_id="a")
 
@@ -29,23 +29,23 @@ FIELD = st.one_of(
 
 # csvio's scans read 8 MB blocks; these files are a few bytes, so the tests also scan them in tiny
 # blocks (a CRLF, a comma or a quote then falls on a block boundary)
-BLOCK = st.sampled_from([csvio.SCAN_BLOCK, 1, 2, 3, 7])
+BLOCK = st.sampled_from([csv_reader.SCAN_BLOCK, 1, 2, 3, 7])
 
 
-def stage(tmp_path, text: bytes, fast: bool, block: int = csvio.SCAN_BLOCK):
+def stage(tmp_path, text: bytes, fast: bool, block: int = csv_reader.SCAN_BLOCK):
     data = tmp_path / ("fast" if fast else "slow")
     data.mkdir()
     (data / "t.csv").write_bytes(text)
     con = duckdb.connect()
-    con.execute(ingest.QUARANTINE_DDL)
-    con.execute(ingest.COUNTS_DDL)
-    default, csvio.SCAN_BLOCK = csvio.SCAN_BLOCK, block
+    con.execute(load.QUARANTINE_DDL)
+    con.execute(load.COUNTS_DDL)
+    default, csv_reader.SCAN_BLOCK = csv_reader.SCAN_BLOCK, block
     try:
-        read = ingest.stage_file(con, F, data, "2025-01", data, by_lines=fast)
-    except ingest.MissingInput as exc:  # e.g. a lone CR, which DuckDB's reader takes for a line end
+        read = load.stage_file(con, F, data, "2025-01", data, by_lines=fast)
+    except load.MissingInput as exc:  # e.g. a lone CR, which DuckDB's reader takes for a line end
         return "refused", str(exc)
     finally:
-        csvio.SCAN_BLOCK = default
+        csv_reader.SCAN_BLOCK = default
     rows = con.execute("select * from raw_t order by row_number").fetchall()
     quarantine = con.execute("select * from quarantine order by row_number").fetchall()
     return read, rows, quarantine
@@ -128,7 +128,7 @@ def stage_logged(tmp_path, text: bytes, caplog):
 
 def test_crlf_line_ends_take_the_fast_path(tmp_path, caplog):
     text = b'a,b,c\r\n1,2,3\r\n4,"5,5",6\r\n7,8,9\r\n'
-    assert csvio.scan_lines(_write(tmp_path, text)).data_lines == 3
+    assert csv_reader.scan_lines(_write(tmp_path, text)).data_lines == 3
     (read, rows, quarantine), took_fast = stage_logged(tmp_path, text, caplog)
     assert took_fast
     assert rows == [(2, "1", "2", "3"), (3, "4", "5,5", "6"), (4, "7", "8", "9")]
@@ -139,7 +139,7 @@ def test_fast_path_is_taken_and_numbers_lines(tmp_path, caplog):
     # stands (no comma inside its quotes): every row keeps its physical line
     text = (b'a,b,c\nA1,x,y\nA0,short\nA2,"1,250.00",z\nA3,only-two\nA4,p,q,extra\n A5 ,,\n'
             b'A6,"q",r\nA7,s,t\n')
-    scan = csvio.scan_lines(_write(tmp_path, text))
+    scan = csv_reader.scan_lines(_write(tmp_path, text))
     assert (scan.data_lines, scan.quotes) == (8, 4)
     (read, rows, quarantine), took_fast = stage_logged(tmp_path, text, caplog)
     assert took_fast
@@ -181,11 +181,11 @@ def test_quote_lines_and_physical_lines_read_only_their_blocks_and_agree_with_sp
     `scan_lines`, reading only the blocks they need: the same answers as splitting the whole file."""
     path = tmp_path_factory.mktemp("lines") / "t.csv"
     path.write_bytes(text)
-    default, csvio.SCAN_BLOCK = csvio.SCAN_BLOCK, block
+    default, csv_reader.SCAN_BLOCK = csv_reader.SCAN_BLOCK, block
     try:
-        scan = csvio.scan_lines(path)
+        scan = csv_reader.scan_lines(path)
     finally:
-        csvio.SCAN_BLOCK = default
+        csv_reader.SCAN_BLOCK = default
     lines = text.split(b"\n")
     if text.endswith(b"\n"):
         lines.pop()  # the line end of the last line, not a line
@@ -194,6 +194,6 @@ def test_quote_lines_and_physical_lines_read_only_their_blocks_and_agree_with_sp
         return
     assert scan.data_lines == max(len(lines) - 1, 0)
     expected_quotes = [n for n, line in enumerate(lines, start=1) if n > 1 for _ in range(line.count(b'"'))]
-    assert csvio.quote_lines(path, scan).tolist() == expected_quotes
+    assert csv_reader.quote_lines(path, scan).tolist() == expected_quotes
     numbers = list(range(len(lines), 0, -1))  # every line, in an order that is not the file's
-    assert csvio.physical_lines(path, scan, numbers) == [lines[n - 1] for n in numbers]
+    assert csv_reader.physical_lines(path, scan, numbers) == [lines[n - 1] for n in numbers]

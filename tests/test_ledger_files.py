@@ -10,7 +10,7 @@ import shutil
 import duckdb
 from builders import build, claim, partner, read_rows, sub
 
-from pipelines import ledger
+from pipelines.ledger import store as ledger
 from pipelines.engine import run_month
 
 MARCH = [sub("L1", "C1", "400.00", "2025-03-03"), sub("L2", "C1", "100.00", "2025-03-04")]

@@ -9,10 +9,10 @@ import duckdb
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines import sqlfiles
+from pipelines.rules import relations
 
 CON = duckdb.connect()
-sqlfiles.install_macros(CON)
+relations.install_macros(CON)
 EDGE = 10**14
 
 

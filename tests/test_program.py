@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ProgramError, load_program
+from pipelines.core.program import ProgramError, load_program
 
 SPEC_PROGRAM = (Path(__file__).resolve().parent / "fixtures" / "program.yaml").read_text()
 

@@ -22,7 +22,10 @@ from builders import build, claim, partner, proj, sub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import engine, ledger, outputs, outroot
+from pipelines import engine
+from pipelines.ledger import outroot
+from pipelines.ledger import store as ledger
+from pipelines.publish import outputs
 from pipelines.engine import PayoutError, run_month
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +92,8 @@ def test_a_publish_whose_ledger_commit_fails_publishes_nothing(tmp_path):
 
 CRASH = textwrap.dedent("""
     import os, sys
-    from pipelines import engine, ledger
+    from pipelines import engine
+from pipelines.ledger import store as ledger
     data, out, month, point = sys.argv[1:5]
     real_swap = engine._swap_in
     if point == "after_commit":          # the ledger committed, the folder not moved yet

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from iso4217 import Currency
 
-from pipelines.sample import write_sample
+from pipelines.demo.sample_data import write_sample
 
 # its module-scoped fixtures are built once: all its tests run on one xdist worker
 pytestmark = pytest.mark.xdist_group("test_sample")

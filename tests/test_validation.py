@@ -10,7 +10,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from pipelines import validation as v
+from pipelines.validation import suites as v
 
 # its module-scoped fixtures are built once: all its tests run on one xdist worker
 pytestmark = pytest.mark.xdist_group("test_validation")

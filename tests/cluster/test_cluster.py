@@ -210,7 +210,7 @@ def test_backfill_on_the_compose_cluster_matches_the_cli(cluster: LocalCompose):
     data = Path(local.plan.map_paths("/data"))
     out = Path(local.plan.map_paths("/out"))
     cli_out = local.plan.work / "cli-out"
-    from pipelines.sample import write_sample
+    from pipelines.demo.sample_data import write_sample
 
     write_sample(data, months=len(MONTHS), scale=SCALE)
     cli_error: list[BaseException] = []

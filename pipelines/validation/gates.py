@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.config import LEVELS, Program
-from pipelines.currencies import minor_units
-from pipelines.inputs import ALL_INPUTS
+from pipelines.core.program import LEVELS, Program
+from pipelines.core.money import minor_units
+from pipelines.ingest.files import ALL_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = Non
 
 
 def _params(con: duckdb.DuckDBPyConnection, month: str, program: Program) -> dict:
-    from pipelines import validation
-    from pipelines.compute import month_bounds
+    from pipelines.validation import suites as validation
+    from pipelines.rules.run import month_bounds
 
     _, end = month_bounds(month)
     digits = minor_units()
@@ -58,7 +58,7 @@ def _params(con: duckdb.DuckDBPyConnection, month: str, program: Program) -> dic
 
 
 def _raise(report) -> None:
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     try:
         report.raise_if_fatal()
@@ -92,7 +92,7 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
     """The input suites on every raw export, run by ingest while its connection holds the rows as text
     (`raw_<key>`, temp tables): the exports are parsed once for ingest and gate together. The results
     wait in the staging folder; `validate_inputs` (the gate step) decides on them."""
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     report = validation.GateReport(month)
     params = _params(con, month, program)
@@ -128,7 +128,7 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
 
 
 def _input_report(stage: Path, month: str):
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     saved = stage / INPUT_RESULTS
     if not saved.exists():
@@ -154,7 +154,7 @@ def run_line_suite(con: duckdb.DuckDBPyConnection, stage: Path, month: str) -> N
     """The `line_reconciliation` suite on the month's billing lines, run by compute while its
     connection holds them (`line_reconciliation`, a temp view): the 10M lines are neither written
     to disk nor read again by the result gate, which adds this result to its report."""
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     lines = validation.SqlFrame(
         con, "select line_id, currency, amount, partner_shares, company_share from line_reconciliation")
@@ -164,7 +164,7 @@ def run_line_suite(con: duckdb.DuckDBPyConnection, stage: Path, month: str) -> N
 
 def validate_results(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path, month: str,
                      program: Program) -> dict:
-    from pipelines import validation
+    from pipelines.validation import suites as validation
 
     report = _input_report(stage, month)  # the input gate's results, possibly from another process
     params = _params(con, month, program)

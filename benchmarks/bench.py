@@ -44,12 +44,13 @@ for f in sorted(src.glob("*.csv")):
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from pipelines import engine, sqlfiles
+from pipelines import engine
+from pipelines.rules import relations
 t_import = time.perf_counter() - t0
 res = engine.run_month(sys.argv[1], sys.argv[2], sys.argv[3])
 steps = {k: v["seconds"] for k, v in res.items()}
 print(json.dumps({"import": round(t_import, 3), "steps": steps,
-                  "sql": {k: round(v, 3) for k, v in sqlfiles.TIMINGS.items()}}))
+                  "sql": {k: round(v, 3) for k, v in relations.TIMINGS.items()}}))
 """
 
 

@@ -18,8 +18,8 @@ from fractions import Fraction
 import duckdb
 import pyarrow as pa
 
-from pipelines import sqlfiles
-from pipelines.config import LEVELS, Program
+from pipelines.rules import relations
+from pipelines.core.program import LEVELS, Program
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def split(con: duckdb.DuckDBPyConnection, checked: str, clean: str, refused: str
 
 def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labels: dict[str, str]) -> dict:
     start, end = month_bounds(month)
-    from pipelines.currencies import minor_units
+    from pipelines.core.money import minor_units
 
     digits = minor_units()
     params = {
@@ -156,17 +156,17 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
         {"billing_month": month, "holding_days": program.payout.holding_days, "month_end": end,
          "next_month_start": end + dt.timedelta(days=1)},
     )
-    b = lambda name: sqlfiles.build(con, name, **params)  # noqa: E731
+    b = lambda name: relations.build(con, name, **params)  # noqa: E731
     counts: dict[str, int] = {}
     b("line_conflicts")
-    sqlfiles.build_view(con, "lines_checked")
+    relations.build_view(con, "lines_checked")
     counts["duplicate_lines"] = split(con, "lines_checked", "lines")
     b("credited_days")
     # charges_checked is a view, not a table: its joins are with small tables (31 days, the credit
     # totals, the rates), so each of its readers takes 0.5-0.8 s more at 10M lines, where a table
     # of its 10M rows x 26 columns took 5-9 s to build, then spilled or took 0.6 GB of disk
-    sqlfiles.build_view(con, "charge_terms")
-    sqlfiles.build_view(con, "charges_checked")
+    relations.build_view(con, "charge_terms")
+    relations.build_view(con, "charges_checked")
     counts["charges_quarantined"] = split(con, "charges_checked", "charges", refused="refused_charges")
     # the usable charges' own columns, without charges_checked's joins: the stored lines less the
     # (few) refused ones. The readers that need no agreement version, fx rate or credit total
@@ -190,7 +190,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     # the month's biggest table (9M rows at 10M lines) is written to the work database, compressed,
     # not a temp table: a temp table is held uncompressed and spills uncompressed past the memory
     # limit, which starved the sorts and joins after it of memory (docs/performance.md)
-    sqlfiles.build(con, "sub_shares", persist=True, **params)
+    relations.build(con, "sub_shares", persist=True, **params)
     # consumed: free its memory for the rest of the month (a 1 GB memory limit must get through)
     con.execute("drop table tier_running_bases")
     b("project_shares")
@@ -203,7 +203,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, program: Program, month: str, labe
     b("other_movements")
     # the shares are not copied into a movements table: share_movements is a view over `credits`
     # (the month's 9M rows are then held once, in sub_shares)
-    sqlfiles.build_view(con, "share_movements")
+    relations.build_view(con, "share_movements")
     con.execute("create or replace temp view new_movements as "
                 "select * from share_movements union all by name select * from other_movements")
     b("carried_movements")
@@ -332,7 +332,7 @@ def allocate(total: int, exact: dict[str, Fraction]) -> dict[str, int]:
 
 
 def compute_balances(con: duckdb.DuckDBPyConnection, program: Program, month: str) -> dict:
-    from pipelines.currencies import minor_units
+    from pipelines.core.money import minor_units
 
     digits = minor_units()
     pc = program.currency

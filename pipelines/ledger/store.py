@@ -18,8 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import outroot
-from pipelines.sqlfiles import sql_literal
+from pipelines.ledger import outroot
+from pipelines.rules.relations import sql_literal
 
 LEDGER_FILE = "ledger.duckdb"
 #: each month's billing lines and charge credits (10M and 9M rows at marketplace scale) stay the

@@ -31,6 +31,7 @@ from __future__ import annotations
 import html
 import importlib.abc
 import importlib.util
+from importlib import resources
 import json
 import logging
 import math
@@ -49,7 +50,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import polars as pl
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+EXPECTATIONS_DIR = resources.files("pipelines.validation") / "expectations"  # package data
 
 FATAL = "fatal"
 WARNING = "warning"

@@ -11,13 +11,14 @@ import os
 import re
 import time
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import duckdb
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = resources.files("pipelines") / "sql"  # package data: in the wheel too
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from pipelines import csvio, sqlfiles
-from pipelines.inputs import ALL_INPUTS, SUBSCRIPTION_BILLING, InputFile
+from pipelines.ingest import csv_reader
+from pipelines.rules import relations
+from pipelines.ingest.files import ALL_INPUTS, SUBSCRIPTION_BILLING, InputFile
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ def check_presence(data_dir: Path, month: str) -> None:
                 raise MissingInput(f"{f.label(month)}: required file is missing")
             continue
         try:
-            header = csvio.read_header(path)
-        except csvio.CsvError as exc:
+            header = csv_reader.read_header(path)
+        except csv_reader.CsvError as exc:
             raise MissingInput(f"{f.label(month)}: {exc}") from None
         twice = sorted({c for c in header if header.count(c) > 1})
         if twice:
@@ -64,7 +65,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
     return, no blank line, no quoted newline) is read by DuckDB's CSV reader on all cores, split at
     commas, each row numbered by its position (`_stage_by_lines`); its few lines with quotes go
     through the record index. Any other file (or any file when `by_lines` is false) is indexed
-    record by record (`csvio.index_records`), streaming. tests/test_ingest_paths.py checks that
+    record by record (`csv_reader.index_records`), streaming. tests/test_ingest_paths.py checks that
     both give the same rows and quarantine.
     """
     path = f.path(data_dir, month)
@@ -75,8 +76,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: InputFile, data_dir: Path, mon
         con.execute("insert into file_rows values (?, ?, 0)", [f.key, label])
         return 0
     try:
-        header = csvio.read_header(path)
-    except csvio.CsvError as exc:
+        header = csv_reader.read_header(path)
+    except csv_reader.CsvError as exc:
         raise MissingInput(f"{label}: {exc}") from None
     counted = _stage_by_lines(con, f, path, label, scratch, header) if by_lines else None
     if counted is None:
@@ -155,7 +156,7 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
 
     DuckDB's parallel CSV reader, with quoting off, splits every line at commas into `_lines_<key>`
     (a temp table, in file order) and rejects lines with the wrong number of fields, naming their
-    line. Its rows are the file's lines when there are as many as `csvio.scan_lines` counted (a
+    line. Its rows are the file's lines when there are as many as `csv_reader.scan_lines` counted (a
     blank line, which the reader skips, would make them fewer), and when they hold as many commas
     (the reader also accepts a line with extra empty fields at its end). Then accepted row `rowid`
     is line `rowid + 2` plus the rejected lines before it. The lines that hold a quote (at most
@@ -166,7 +167,7 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
     # numpy calls, which hold it, would otherwise take turns with Great Expectations' import in the
     # background (the first seconds of a run used one core of two; docs/performance.md)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-scan") as pool:
-        scanning = pool.submit(csvio.scan_lines, path)
+        scanning = pool.submit(csv_reader.scan_lines, path)
         rejected, accepted = _read_lines(con, f, path, header)
         scan = scanning.result()
     lines = f"_lines_{f.key}"
@@ -182,13 +183,13 @@ def _stage_by_lines(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, la
     reject_lines = np.array([int(line) for line, _, _ in rejected], dtype=np.int64)
     quoted = np.zeros(0, dtype=np.int64)
     if scan.quotes:
-        quoted, quote_count = np.unique(csvio.quote_lines(path, scan), return_counts=True)
-        if len(quoted) > csvio.MAX_QUOTED_LINES or (quote_count % 2).any():
+        quoted, quote_count = np.unique(csv_reader.quote_lines(path, scan), return_counts=True)
+        if len(quoted) > csv_reader.MAX_QUOTED_LINES or (quote_count % 2).any():
             return give_up()  # quoted throughout, or a quoted field that holds a newline
     if len(reject_lines) and not (reject_lines.min() >= 2 and reject_lines.max() <= scan.data_lines + 1):
         return give_up()  # a line number that is not a data line of the file
     read_again = np.union1d(reject_lines, quoted).astype(np.int64)  # the few lines whose text is needed
-    texts = dict(zip(read_again.tolist(), csvio.physical_lines(path, scan, read_again)))
+    texts = dict(zip(read_again.tolist(), csv_reader.physical_lines(path, scan, read_again)))
     # the reader's line numbers, checked against the file (its text of a line may carry the line end before it)
     if any(texts[line].decode("utf-8", "replace") != text.strip("\r\n") for line, _, text in rejected):
         return give_up()
@@ -237,29 +238,29 @@ def _stage_indexed(con: duckdb.DuckDBPyConnection, f: InputFile, path: Path, lab
     well-formed ones, and a positional join gives each its line. `row_of` maps the file's data lines
     (line 2 onwards) to the line numbers to report (for a file of lines picked from another)."""
     try:
-        idx = csvio.index_records(path)
-    except csvio.CsvError as exc:
+        idx = csv_reader.index_records(path)
+    except csv_reader.CsvError as exc:
         raise MissingInput(f"{label}: {exc}") from None
     lines = idx.lines if row_of is None else row_of[idx.lines - 2]
     bad = idx.malformed()
     n_bad = int(bad.sum())
     if n_bad:
         positions = np.flatnonzero(bad)
-        texts = csvio.raw_records(path, idx, positions)
+        texts = csv_reader.raw_records(path, idx, positions)
         rows = [_malformed(label, idx.header, f, int(lines[pos]), next(csv.reader(io.StringIO(text, newline="")), []),
                            idx.problem_message(int(pos)))
                 for pos, text in zip(positions, texts)]  # the few malformed records only
         con.executemany("insert into quarantine values (?, ?, ?, ?, ?)", rows)
-    good_lines = csvio.line_table(lines[~bad])
+    good_lines = csv_reader.line_table(lines[~bad])
     n_good = good_lines.num_rows
     if n_good == 0:
         _empty_raw(con, f, target)
         return 0, n_bad
-    src = csvio.well_formed_copy(path, idx, bad, scratch / f"{f.key}.wellformed.csv")
+    src = csv_reader.well_formed_copy(path, idx, bad, scratch / f"{f.key}.wellformed.csv")
     # Column names are positional (c0, c1, ...); the spec's names are mapped below, extras ignored.
     columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(idx.header))) + "}"
     select = _select_columns(f, idx.header, lambda i: f"r.c{i}")
-    reader = (f"read_csv({sqlfiles.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, "
+    reader = (f"read_csv({relations.sql_literal(str(src.resolve()))}, header = {str(src == path).lower()}, "
               f"columns = {columns}, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
               "strict_mode = false, null_padding = false)")
     con.register("_good_lines", good_lines)
@@ -310,7 +311,7 @@ def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile, target: str | None 
 def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:
     """`checked_<key>` -> `stg_<key>` (usable rows) + quarantine; returns (used, quarantined)."""
     try:
-        sqlfiles.build(con, f"checked_{f.key}", persist=True, **params)
+        relations.build(con, f"checked_{f.key}", persist=True, **params)
     except duckdb.Error as exc:
         raise _unreadable(f.label(month), exc) from None
     con.execute(

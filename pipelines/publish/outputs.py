@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import duckdb
 
-from pipelines import sqlfiles
-from pipelines.inputs import ALL_INPUTS
+from pipelines.rules import relations
+from pipelines.ingest.files import ALL_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,16 @@ def write_manifest(month_dir: Path, month: str, inputs: dict[str, dict]) -> str:
 
 def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
     """Write a query's rows as CSV: header, quotes only where needed, nulls as empty fields."""
-    con.execute(f"copy ({query}) to {sqlfiles.sql_literal(str(path))} (format csv, header)")
+    con.execute(f"copy ({query}) to {relations.sql_literal(str(path))} (format csv, header)")
     return int(con.execute(f"select count(*) from ({query})").fetchall()[0][0])
 
 
 def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, file_rows: dict) -> dict:
     month_dir.mkdir(parents=True, exist_ok=True)
     p = {"billing_month": params["billing_month"]}
-    sqlfiles.build(con, "remittance", **p)
-    sqlfiles.build(con, "partner_balances")
-    sqlfiles.build(con, "exceptions")
+    relations.build(con, "remittance", **p)
+    relations.build(con, "partner_balances")
+    relations.build(con, "exceptions")
     n_remit = _copy_csv(con, "select * from remittance", month_dir / "remittance.csv")
     _copy_csv(con, "select * from partner_balances", month_dir / "partner_balances.csv")
     n_exc = _copy_csv(con, "select * from exceptions", month_dir / "exceptions.csv")
@@ -124,10 +124,10 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
     statements.mkdir(exist_ok=True)
     # the partners' statement numbers, and every row but the month's subscription shares (tens of
     # thousands), as temp tables: sql/statement_lines merges the shares' rows with them
-    sqlfiles.build(con, "statement_partners")
-    sqlfiles.build(con, "statement_other_rows", **params)
+    relations.build(con, "statement_partners")
+    relations.build(con, "statement_other_rows", **params)
     rel = con.sql(f"select statement_partner_id, statement_no, row_text "
-                  f"from ({sqlfiles.query_text('statement_lines')}) order by line_order")
+                  f"from ({relations.query_text('statement_lines')}) order by line_order")
     reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
     header = (",".join(STATEMENT_COLUMNS) + "\n").encode()
     written: dict[str, int] = {}
@@ -203,7 +203,7 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
     # (sql/line_totals): every per-line and per-currency control total below is read from it, and
     # so is the line_reconciliation suite (gates.run_line_suite, on this connection). A temp table:
     # written to the database file it took 5.5 s at 10M lines, as a temp table 3.4 s (2026-12-01).
-    sqlfiles.build(con, "line_totals")
+    relations.build(con, "line_totals")
     con.execute(
         """create or replace temp view line_reconciliation as
            select line_id, currency, amount_minor as amount,
@@ -395,6 +395,6 @@ def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: 
         cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
                          for c, t in zip(rel.columns, rel.types))
         t0 = time.perf_counter()
-        con.execute(f"copy (select {cols} from ({sql})) to {sqlfiles.sql_literal(str(delta_dir / (name + '.parquet')))} "
+        con.execute(f"copy (select {cols} from ({sql})) to {relations.sql_literal(str(delta_dir / (name + '.parquet')))} "
                     "(format parquet)", bound)
         log.info("ledger delta %s: %.2f s", name, time.perf_counter() - t0)

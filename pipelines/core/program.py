@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.currencies import minor_units
+from pipelines.core.money import minor_units
 
 ENGAGEMENT_TYPES = ("partner_led", "company_led", "joint")
 LEVELS = ("registered", "certified", "strategic")
