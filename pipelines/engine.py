@@ -206,7 +206,8 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
     db = stage / "work.duckdb"
     if db.exists():
         db.unlink()  # idempotent: a retried ingest starts over
-    start, end = rules.month_bounds(month)
+    labels = {f.key: f.label(month) for f in ALL_INPUTS}
+    params = rules.month_params(program, month, labels)
     with _work_db(out_dir, month, attach_ledger=False) as con:
         digits = minor_units()
         # list parameters, not an Arrow table from Python lists: pyarrow imports pandas for that, and
@@ -217,11 +218,11 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
                     {"f": program.product_families()})
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="input-hash") as pool:
             hashing = pool.submit(_input_digests, data_dir, month)
-            counts = load.ingest_all(con, data_dir, month, stage, {"month_start": start, "month_end": end})
+            read = load.ingest_all(con, data_dir, month, stage, params)
             (stage / INPUTS).write_text(json.dumps(hashing.result(), sort_keys=True))
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
         gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
-    return {"rows_read": {k: v["read"] for k, v in counts.items()}, "quarantined_at_ingest": int(quarantined)}
+    return {"rows_read": read, "quarantined_at_ingest": int(quarantined)}
 
 
 def _input_digests(data_dir: Path, month: str) -> dict[str, dict]:
@@ -252,11 +253,10 @@ def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
         shutil.rmtree(month_dir)
     with _work_db(out_dir, month) as con:
         labels = {f.key: f.label(month) for f in ALL_INPUTS}
+        params = rules.month_params(program, month, labels)
         t0 = time.perf_counter()
-        params = rules.run_rules(con, program, month, labels)
-        t1 = time.perf_counter()
-        balances = rules.compute_balances(con, program, month)
-        t2 = time.perf_counter()
+        balances = rules.run_rules(con, program, params)
+        t1 = t2 = time.perf_counter()
         file_rows = {
             k: {"source_file": s, "read": int(r)}
             for k, s, r in con.execute("select file, source_file, rows_read from file_rows").fetchall()
@@ -265,7 +265,11 @@ def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
         gates.run_line_suite(con, stage, month)  # while the lines are in memory
         con.execute("drop table line_totals")  # 10M rows nothing reads again: memory for the ledger delta
         t3 = time.perf_counter()
-        outputs.write_ledger_delta(con, params, stage / LEDGER_DELTA)
+        delta = stage / LEDGER_DELTA
+        if delta.exists():
+            shutil.rmtree(delta)
+        delta.mkdir(parents=True)
+        relations.run(con, "ledger", params, {"delta_dir": delta})
         log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",
                  month, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     # what the ledger ended at when this month was computed: publish refuses if it moved since

@@ -27,7 +27,7 @@ FIELD = st.one_of(
 )
 
 
-# csvio's scans read 8 MB blocks; these files are a few bytes, so the tests also scan them in tiny
+# csv_reader's scans read 8 MB blocks; these files are a few bytes, so the tests also scan them in tiny
 # blocks (a CRLF, a comma or a quote then falls on a block boundary)
 BLOCK = st.sampled_from([csv_reader.SCAN_BLOCK, 1, 2, 3, 7])
 

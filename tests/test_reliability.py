@@ -93,7 +93,7 @@ def test_a_publish_whose_ledger_commit_fails_publishes_nothing(tmp_path):
 CRASH = textwrap.dedent("""
     import os, sys
     from pipelines import engine
-from pipelines.ledger import store as ledger
+    from pipelines.ledger import store as ledger
     data, out, month, point = sys.argv[1:5]
     real_swap = engine._swap_in
     if point == "after_commit":          # the ledger committed, the folder not moved yet

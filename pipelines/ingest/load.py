@@ -1,7 +1,7 @@
 """Ingest: every input file read as text, each row type-checked, bad rows quarantined (never dropped).
 
-For each file: `raw_<key>` (all text, with the physical `row_number`), `checked_<key>` (typed, with
-the first reason a row cannot be used, from `sql/checked_<key>/query.sql`), `stg_<key>` (the usable
+For each file: `raw_<key>` (all text, with the physical `row_number`), `<key>_checked` (typed, with
+the first reason a row cannot be used, from `sql/<key>_checked/query.sql`), `<key>` (the usable
 rows) and rows appended to `quarantine`. Cross-row rules that need the ledger (line ids used in
 earlier months, refunds of earlier charges) are applied later, in compute.
 """
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from pipelines.ingest import csv_reader
 from pipelines.rules import relations
-from pipelines.ingest.files import ALL_INPUTS, SUBSCRIPTION_BILLING, InputFile
+from pipelines.ingest.files import ALL_INPUTS, InputFile
 
 log = logging.getLogger(__name__)
 
@@ -308,40 +309,36 @@ def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile, target: str | None 
                 f"select null::bigint as row_number, {cols} limit 0")
 
 
-def type_check(con: duckdb.DuckDBPyConnection, f: InputFile, month: str, params: dict) -> tuple[int, int]:
-    """`checked_<key>` -> `stg_<key>` (usable rows) + quarantine; returns (used, quarantined)."""
-    try:
-        relations.build(con, f"checked_{f.key}", persist=True, **params)
-    except duckdb.Error as exc:
-        raise _unreadable(f.label(month), exc) from None
-    con.execute(
-        f"create or replace view stg_{f.key} as "
-        f"select * exclude (reason_code, message) from checked_{f.key} where reason_code is null"
-    )
-    # an INSERT returns the number of rows it inserted (as compute.split counts its refused rows)
-    (bad,) = con.execute(
-        f"""insert into quarantine
-            select $label, row_number, cast("{f.record_id}" as varchar), reason_code, message
-            from checked_{f.key} where reason_code is not null""",
-        {"label": f.label(month)},
-    ).fetchall()[0]
-    (used,) = con.execute(f"select count(*) from stg_{f.key}").fetchall()[0]
-    return used, int(bad)
-
-
 def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:
-    """Stage, type-check and quarantine every input file (`stage_file`, then `type_check`)."""
+    """Read every input file (`stage_file`), then build the relations declared with `step: ingest`:
+    each file's `<key>_checked` types every row and quarantines what cannot be used."""
     con.execute(QUARANTINE_DDL)
     con.execute(COUNTS_DDL)
-    counts = {}
-    # the subscription export first: it is nearly all the month's rows, its type checks need only the
-    # program's tables (currencies, product families), and DuckDB reads it on every core while GX is
-    # imported in the background; the small files' Python-bound steps then no longer wait on the GIL
-    # beside that import. The other files keep ALL_INPUTS' order (exports after reference data).
-    order = sorted(ALL_INPUTS, key=lambda f: f is not SUBSCRIPTION_BILLING)
-    for f in order:
-        read = stage_file(con, f, data_dir, month, scratch)
-        used, bad = type_check(con, f, month, params)
-        counts[f.key] = {"read": read, "used_after_typing": used}
-        log.info("%s: %d usable after type checks, %d quarantined", f.label(month), used, bad)
-    return {f.key: counts[f.key] for f in ALL_INPUTS}
+    read = {f.key: stage_file(con, f, data_dir, month, scratch) for f in ALL_INPUTS}
+    try:
+        relations.run(con, "ingest", params)
+    except relations.RelationFailed as exc:
+        key = exc.name.removesuffix("_checked")
+        label = next((f.label(month) for f in ALL_INPUTS if f.key == key), exc.name)
+        raise MissingInput(f"{label}: unreadable: {exc.reason}") from None
+    return read
+
+
+def repeated_line_hashes(con: duckdb.DuckDBPyConnection, params: dict, context: dict) -> int:
+    """sql/repeated_line_hashes: hash(line_id) of every line id that occurs more than once in the two
+    billing exports as read (a line id repeated in one file is repeated in both together). DuckDB
+    hashes the ids and sorts the 64-bit hashes on every core; numpy keeps the repeated ones (the array
+    is 8 bytes a line, outside DuckDB's memory limit). sql/line_conflicts looks only at these."""
+    hashes = con.execute(
+        "select hash(line_id) as h "
+        "from (select line_id from raw_subscription_billing union all select line_id from raw_project_billing) "
+        "where line_id is not null order by h").fetchnumpy()["h"]
+    values = np.ascontiguousarray(hashes, dtype=np.uint64)
+    repeated = np.unique(values[1:][values[1:] == values[:-1]])
+    con.register("_repeated", pa.table({"h": pa.Array.from_buffers(pa.uint64(), len(repeated),
+                                                                    [None, pa.py_buffer(repeated)])}))
+    try:
+        con.execute("create or replace table repeated_line_hashes as select h from _repeated")
+    finally:
+        con.unregister("_repeated")
+    return len(repeated)

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import duckdb
 
+from pipelines.core.money import format_minor
 from pipelines.rules import relations
 from pipelines.ingest.files import ALL_INPUTS
 
@@ -86,15 +87,12 @@ def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
 
 def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, file_rows: dict) -> dict:
     month_dir.mkdir(parents=True, exist_ok=True)
-    p = {"billing_month": params["billing_month"]}
-    relations.build(con, "remittance", **p)
-    relations.build(con, "partner_balances")
-    relations.build(con, "exceptions")
+    relations.run(con, "outputs", params)
     n_remit = _copy_csv(con, "select * from remittance", month_dir / "remittance.csv")
     _copy_csv(con, "select * from partner_balances", month_dir / "partner_balances.csv")
     n_exc = _copy_csv(con, "select * from exceptions", month_dir / "exceptions.csv")
     t0 = time.perf_counter()
-    n_statements = write_statements(con, month_dir, p)
+    n_statements = write_statements(con, month_dir)
     t1 = time.perf_counter()
     summary = control_totals(con, params, file_rows)
     log.info("statements %.1f s, control totals %.1f s", t1 - t0, time.perf_counter() - t1)
@@ -103,7 +101,7 @@ def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, f
     return {"remittance_rows": n_remit, "statements": n_statements, "exceptions": n_exc}
 
 
-def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict) -> int:
+def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path) -> int:
     """One CSV per partner, rows in statement line order, numbered 1, 2, ... per partner.
 
     `sql/statement_lines/query.sql` gives each row as CSV text (`row_text`, from `entry` to `note`
@@ -122,10 +120,7 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path, params: di
 
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
-    # the partners' statement numbers, and every row but the month's subscription shares (tens of
-    # thousands), as temp tables: sql/statement_lines merges the shares' rows with them
-    relations.build(con, "statement_partners")
-    relations.build(con, "statement_other_rows", **params)
+    # sql/statement_lines merges the month's subscription shares' rows with statement_other_rows
     rel = con.sql(f"select statement_partner_id, statement_no, row_text "
                   f"from ({relations.query_text('statement_lines')}) order by line_order")
     reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
@@ -199,87 +194,28 @@ def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = 
 
 def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict) -> dict:
     month = params["billing_month"]
-    # one row per usable billing line with the partners' shares and clawbacks
-    # (sql/line_totals): every per-line and per-currency control total below is read from it, and
-    # so is the line_reconciliation suite (gates.run_line_suite, on this connection). A temp table:
-    # written to the database file it took 5.5 s at 10M lines, as a temp table 3.4 s (2026-12-01).
-    relations.build(con, "line_totals")
-    con.execute(
-        """create or replace temp view line_reconciliation as
-           select line_id, currency, amount_minor as amount,
-                  partner_share + clawed_back as partner_shares, company_share
-           from line_totals"""
-    )
-    per_currency = con.execute(
-        """
-        with refs as (
-            select fee_currency as currency, sum(fee_minor) as s from referral_fees
-            where report_code is null group by all
-        ),
-        fees_by as (select currency, sum(amount_minor) as s from fees group by all),
-        per_currency as (
-            select currency, sum(amount_minor) as billed, sum(partner_share) as partner_share,
-                   sum(company_share) as company_share,
-                   sum(amount_minor) filter (where unattributed) as unattributed,
-                   sum(clawed_back) as clawed_back
-            from line_totals group by currency
-        ),
-        currencies_used as (
-            select currency from per_currency union select currency from refs union select currency from fees_by
-        )
-        select
-            u.currency,
-            c.digits,
-            coalesce(p.billed, 0) as billed,
-            coalesce(p.partner_share, 0) as partner_share,
-            coalesce(p.company_share, 0) as company_share,
-            coalesce(p.unattributed, 0) as unattributed,
-            coalesce(p.clawed_back, 0) as clawed_back,
-            coalesce(r.s, 0) as referral_fees,
-            coalesce(f.s, 0) as fees
-        from currencies_used as u
-        join currencies as c on c.code = u.currency
-        left join per_currency as p on p.currency = u.currency
-        left join refs as r on r.currency = u.currency
-        left join fees_by as f on f.currency = u.currency
-        order by u.currency
-        """
-    ).fetchall()
+    # line_totals (sql/line_totals, built with the outputs) has one row per usable billing line with
+    # the partners' shares and clawbacks: the per-currency totals and identities are read from it
     by_currency = {}
     identities = []
-    for cur, d, billed, share, company, unattr, claw, refs, fees in per_currency:
-        fmt = lambda m: _fmt(int(m), d)  # noqa: E731
+    for cur, d, billed, share, company, unattr, claw, refs, fees in con.execute(
+            relations.query_text("control_totals_by_currency")).fetchall():
+        fmt = lambda m: format_minor(int(m), d)  # noqa: E731
         by_currency[cur] = {
             "billed": fmt(billed), "partner_share": fmt(share), "company_share": fmt(company),
             "unattributed": fmt(unattr), "clawed_back": fmt(claw), "referral_fees": fmt(refs), "fees": fmt(fees),
         }
         identities.append(_identity(f"{cur}: partner_share + clawed_back + company_share = billed",
                                     share + claw + company, billed, d))
-    # every line reconciles on its own, not only in total: no charge pays its partners more than it
-    # billed, and no refund claws back more than it refunds
-    (bad_lines,) = con.execute(
-        """select count(*) from line_totals
-           where partner_share + clawed_back + company_share <> amount_minor
-              or (line_type = 'charge' and (partner_share > amount_minor or partner_share < 0))
-              or (line_type <> 'charge' and (clawed_back < amount_minor or clawed_back > 0))"""
-    ).fetchall()[0]
+    # every line reconciles on its own, not only in total
+    (bad_lines,) = con.execute(relations.query_text("line_identity_failures")).fetchall()[0]
     identities.append({"name": "every line: partner shares within its amount, company share = amount - shares",
                        "holds": bad_lines == 0, "lines_failing": int(bad_lines)})
 
     payouts = {}
-    for cur, d, opening, moves, gross, wh, net, closing, pending, n, n_paid in con.execute(
-        """select payout_currency, any_value(payout_digits), sum(opening_minor),
-                  sum(earnings_minor + clawbacks_minor + referral_fees_minor + fees_minor),
-                  sum(gross_minor), sum(withholding_minor), sum(net_minor), sum(closing_minor), sum(pending_minor),
-                  count(*), count(*) filter (where status = 'paid')
-           from partner_results group by payout_currency order by payout_currency"""
-    ).fetchall():
-        fmt = lambda m: _fmt(int(m), d)  # noqa: E731
-        (r_gross, r_wh, r_net, r_n) = con.execute(
-            """select coalesce(sum(gross_minor), 0), coalesce(sum(withholding_minor), 0),
-                      coalesce(sum(net_minor), 0), count(*)
-               from partner_results where status = 'paid' and payout_currency = $c""", {"c": cur}
-        ).fetchall()[0]
+    for (cur, d, opening, moves, gross, wh, net, closing, pending, n, n_paid, r_gross, r_n) in con.execute(
+            relations.query_text("control_totals_by_payout_currency")).fetchall():
+        fmt = lambda m: format_minor(int(m), d)  # noqa: E731
         payouts[cur] = {
             "opening": fmt(opening), "movements": fmt(moves), "gross": fmt(gross), "withholding": fmt(wh),
             "net_paid": fmt(net), "carried": fmt(closing), "pending": fmt(pending),
@@ -320,10 +256,10 @@ def used_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     q = lambda sql: int(con.execute(sql).fetchall()[0][0])  # noqa: E731
     billing = dict(con.execute("select source, count(*) from line_totals group by source").fetchall())
     return {
-        "partners": q("select count(*) from stg_partners"),
-        "partner_levels": q("select count(*) from stg_partner_levels"),
-        "attributions": q("select count(*) from stg_attributions"),
-        "fx_rates": q("select count(*) from stg_fx_rates"),
+        "partners": q("select count(*) from partners"),
+        "partner_levels": q("select count(*) from partner_levels"),
+        "attributions": q("select count(*) from attributions"),
+        "fx_rates": q("select count(*) from fx_rates"),
         "subscription_billing": int(billing.get("subscription", 0)),
         "project_billing": int(billing.get("project", 0)),
         "referral_events": q("select count(*) from referral_fees"),
@@ -331,70 +267,6 @@ def used_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     }
 
 
-def _fmt(minor: int, digits: int) -> str:
-    sign = "-" if minor < 0 else ""
-    m = abs(minor)
-    if digits == 0:
-        return f"{sign}{m}"
-    return f"{sign}{m // 10**digits}.{m % 10**digits:0{digits}d}"
-
-
 def _identity(name: str, lhs: int, rhs: int, digits: int) -> dict:
-    return {"name": name, "holds": int(lhs) == int(rhs), "lhs": _fmt(int(lhs), digits), "rhs": _fmt(int(rhs), digits)}
-
-
-def write_ledger_delta(con: duckdb.DuckDBPyConnection, params: dict, delta_dir: Path) -> None:
-    """`<delta_dir>/<name>.parquet`: this month's rows of each ledger table (applied at publish).
-
-    Parquet, not tables in the work database: written in parallel and read once by publish, so the
-    month's 10M billing lines are written to a database file once (the ledger's), not twice.
-    """
-    m = {"m": params["billing_month"], "pc": params["program_currency"]}
-    stmts = {
-        "months": "select $m as billing_month, $pc as program_currency",
-        "billing_lines": """select $m as billing_month, line_id, source, line_type, invoice_date, customer_id, item,
-                                   currency, digits, amount_minor, source_file, row_number
-                            from (select * from charge_lines union all by name select * from refunds)""",
-        "charge_credits": """select $m as billing_month, line_id, credit_key, partner_id, engagement_type, credit_pct,
-                                    rate, share_minor from credits""",
-        "refunds": "select $m as billing_month, line_id, refers_to_line_id, amount_minor from refunds",
-        # the month's credited subscription charges per partner and year, program currency: the sum of
-        # tier_day_bases' day totals (each the sum of that partner's and day's credits), not a scan
-        # of the month's 9M credits
-        "tier_base": """select $m as billing_month, partner_id, year(invoice_date) as year,
-                               sum(day_total)::decimal(38, 20) as credited_program
-                        from tier_day_bases group by all""",
-        "referral_events": """select $m as billing_month, event_id, partner_id, deal_id, event_type, event_date,
-                                     report_code is null as paid from referral_fees""",
-        "fee_ids": "select $m as billing_month, fee_id from fees",
-        # only what a later month reads: movements still open at month end (pending, or held for a
-        # missing rate), and settlements of movements carried in from earlier months. settled: a
-        # payable or unnetted movement of a partner not held (a predicate, not a 9M-id anti-join).
-        # written as the two kinds of open movement: the first filter reaches the shares' scan, and
-        # the held partners (few) are a semi join; one predicate with `not in` built every share
-        # movement before filtering (1.3 s against 0.2 s at 10M lines)
-        "movements": """select * exclude (payable, sort_row, sort_credit, share_source) from new_movements
-                         where not (payable or not netted)
-                         union all
-                         select * exclude (payable, sort_row, sort_credit, share_source) from new_movements
-                         where (payable or not netted) and partner_id in (select partner_id from held_partners)""",
-        "settlements": """select $m as billing_month, movement_id from carried_movements
-                           where (payable or not netted)
-                             and partner_id not in (select partner_id from held_partners)""",
-        "balances": """select $m as billing_month, partner_id, payout_currency, payout_digits as digits,
-                              opening_minor, closing_minor, status from partner_results""",
-    }
-    if delta_dir.exists():
-        shutil.rmtree(delta_dir)
-    delta_dir.mkdir(parents=True)
-    for name, sql in stmts.items():
-        bound = {k: v for k, v in m.items() if f"${k}" in sql}
-        rel = con.sql(sql, params=bound or None)
-        # Parquet has no 128-bit integer: money columns go as DECIMAL(38, 0), exact, and come back
-        # as HUGEINT when publish inserts them into the ledger's typed tables
-        cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
-                         for c, t in zip(rel.columns, rel.types))
-        t0 = time.perf_counter()
-        con.execute(f"copy (select {cols} from ({sql})) to {relations.sql_literal(str(delta_dir / (name + '.parquet')))} "
-                    "(format parquet)", bound)
-        log.info("ledger delta %s: %.2f s", name, time.perf_counter() - t0)
+    return {"name": name, "holds": int(lhs) == int(rhs), "lhs": format_minor(lhs, digits),
+            "rhs": format_minor(rhs, digits)}

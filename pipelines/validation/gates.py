@@ -40,19 +40,19 @@ def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = Non
 
 def _params(con: duckdb.DuckDBPyConnection, month: str, program: Program) -> dict:
     from pipelines.validation import suites as validation
-    from pipelines.rules.run import month_bounds
+    from pipelines.core.months import BillingMonth
 
-    _, end = month_bounds(month)
+    end = BillingMonth.parse(month).last_day
     digits = minor_units()
     fx = {c for (c,) in con.execute(
-        "select distinct currency from stg_fx_rates where rate_date <= $end", {"end": end}).fetchall()}
+        "select distinct currency from fx_rates where rate_date <= $end", {"end": end}).fetchall()}
     return {
         **validation.month_params(month),
         "currencies": sorted(digits),
         "minor_units": digits,
         "fx_currencies": sorted(fx | {program.currency}),
         "product_families": program.product_families(),
-        "partner_ids": [p for (p,) in con.execute("select partner_id from stg_partners order by 1").fetchall()],
+        "partner_ids": [p for (p,) in con.execute("select partner_id from partners order by 1").fetchall()],
         "levels": list(LEVELS),
     }
 
@@ -96,21 +96,6 @@ def run_input_suites(con: duckdb.DuckDBPyConnection, stage: Path, month: str, pr
 
     report = validation.GateReport(month)
     params = _params(con, month, program)
-    # the hashes of line ids that occur more than once in the two billing files, found once for
-    # three uniqueness checks: each file's and both files' together (a line id repeated in one file
-    # is repeated in both). compute's line_conflicts reads it too.
-    # DuckDB hashes the ids and sorts the 64-bit hashes on every core; numpy keeps the repeated ones
-    # (10M lines: 0.65-0.8 s, against 1.05-1.1 s for numpy's one-core sort and 1.1-1.2 s for DuckDB's
-    # GROUP BY of 10M distinct hashes; the array is 8 bytes a line, outside DuckDB's memory limit)
-    hashes = con.execute(
-        "select hash(line_id) as h "
-        "from (select line_id from raw_subscription_billing union all select line_id from raw_project_billing) "
-        "where line_id is not null order by h").fetchnumpy()["h"]
-    con.register("_repeated", repeated_table(hashes))
-    try:
-        con.execute(f"create or replace table {REPEATED_LINE_HASHES} as select h from _repeated")
-    finally:
-        con.unregister("_repeated")
     repeated = {("line_id",): f"select h from {REPEATED_LINE_HASHES}"}
     for f in ALL_INPUTS:
         cols = ", ".join(f'"{c}"' for c in f.columns)

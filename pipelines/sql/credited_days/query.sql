@@ -23,7 +23,7 @@ candidates as (
         a.credit_pct,
         a.valid_from
     from charge_days as c
-    join stg_attributions as a
+    join attributions as a
         on a.customer_id = c.customer_id
         and a.status = 'approved'
         and c.invoice_date >= a.valid_from

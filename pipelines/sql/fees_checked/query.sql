@@ -5,14 +5,14 @@ with ranked as (
         f.*,
         row_number() over (partition by f.fee_id order by f.row_number) as id_rank,
         lg.fee_id is not null as id_used_before
-    from stg_partner_fees as f
+    from partner_fees as f
     left join (select distinct fee_id from ledger.fee_ids where billing_month < $billing_month) as lg
         on lg.fee_id = f.fee_id
 )
 
 select
     * exclude (id_rank, id_used_before),
-    $fees_file as source_file,
+    $partner_fees_file as source_file,
     fee_id as record_id,
     case when id_used_before or id_rank > 1 then 'duplicate_id' end as reason_code,
     case

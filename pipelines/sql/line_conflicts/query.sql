@@ -2,9 +2,9 @@
 -- subscription file first, then the project file, each in row order); the earlier row keeps it.
 -- (source_rank, row_number) identifies a row of the month: 1 = subscription file, 2 = project file.
 with ids as (
-    select 1 as source_rank, row_number, line_id from stg_subscription_billing
+    select 1 as source_rank, row_number, line_id from subscription_billing
     union all
-    select 2, row_number, line_id from stg_project_billing
+    select 2, row_number, line_id from project_billing
 ),
 
 repeated_hashes as (

@@ -25,7 +25,7 @@ with subscription as (
         null::varchar as partner_id,
         null::hugeint as contract_value_minor,
         null::decimal(9, 4) as partner_contribution_pct
-    from stg_subscription_billing
+    from subscription_billing
 ),
 
 project as (
@@ -50,7 +50,7 @@ project as (
         partner_id,
         contract_value_minor,
         partner_contribution_pct
-    from stg_project_billing
+    from project_billing
 ),
 
 unioned as (

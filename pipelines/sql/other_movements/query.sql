@@ -62,7 +62,7 @@ select
     -amount_minor,
     $billing_month,
     $net_fees,
-    $fees_file,
+    $partner_fees_file,
     fee_id,
     null,
     fee_type,

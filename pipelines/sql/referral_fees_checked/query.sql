@@ -10,7 +10,7 @@ with events as (
         a.version,
         lg.event_id is not null as id_used_before,
         row_number() over (partition by e.event_id order by e.row_number) as id_rank
-    from stg_referral_events as e
+    from referral_events as e
     -- every date here lies in month m (checked at ingest): one equi-join on a 31-row table
     left join day_versions as a on a.day = e.event_date
     left join (select distinct event_id from ledger.referral_events where billing_month < $billing_month) as lg
@@ -61,7 +61,7 @@ select
     e.row_number,
     e.event_id,
     e.event_id as record_id,
-    $referral_file as source_file,
+    $referral_events_file as source_file,
     e.partner_id,
     e.customer_id,
     e.deal_id,

@@ -13,6 +13,6 @@ select
     p.payout_method,
     safe_text(last4(p.account_ref)) as account_last4
 from partner_results as r
-join stg_partners as p on p.partner_id = r.partner_id
+join partners as p on p.partner_id = r.partner_id
 where r.status = 'paid'
 order by r.partner_id

@@ -1,0 +1,1 @@
+select $billing_month as billing_month, fee_id from fees

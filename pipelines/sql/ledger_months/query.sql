@@ -1,0 +1,1 @@
+select $billing_month as billing_month, $program_currency as program_currency
