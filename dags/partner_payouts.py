@@ -3,13 +3,16 @@
 A thin DAG over ``pipelines.engine``, the same step API that ``payouts run --month`` chains, so an
 orchestrated month gives exactly the files of the command line:
 
-    resolve_billing_month -> wait_for_exports -> prepare -> ingest -> validate_inputs
+    resolve_billing_month -> check_month -> wait_for_exports -> prepare -> ingest -> validate_inputs
         -> compute -> validate_results -> publish
 
 * Month: the ``billing_month`` Param if given, else the month of the run's data interval (for a
   scheduled run, the calendar month just ended). See ``pipelines/billing_month.py``.
 * Roots: ``PAYOUTS_DATA`` and ``PAYOUTS_OUT`` from the worker's environment, defaulting to the
   repository's ``data/`` and ``out/`` (found from this file, not the working directory).
+* ``check_month`` refuses at once (no retries, before the sensor waits days for exports) a month that
+  cannot run: one finance approved (locked), or one out of order. The run leaves the month a draft;
+  finance approves it with ``payouts approve`` or in the portal (docs/closing-a-month.md).
 * Every engine step is idempotent and keeps its state under ``<out>/.staging/<month>/``, so every
   task retries. A ``PayoutError`` (a refusal: months out of order, a missing file or column, a bad
   program.yaml) fails the task at once without retrying: rerunning cannot change the answer.
@@ -134,6 +137,18 @@ def partner_payouts():
         run_id = f"airflow:{getattr(dag_run, 'run_id', None) or context.get('run_id')}"
         return {"month": month, "data_dir": data_dir, "out_dir": out_dir, "run_id": run_id}
 
+    @task(retries=0)
+    def check_month(run: dict) -> None:
+        """Fail at once, without retries, for a month that cannot run (locked, or out of order)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines import engine
+
+        try:
+            engine.check_runnable(run["data_dir"], run["out_dir"], run["month"], run=run["run_id"])
+        except engine.PayoutError as exc:
+            raise AirflowFailException(f"{run['month']} cannot run: {exc}") from exc
+
     @task.sensor(
         mode="reschedule",
         poke_interval=EXPORTS_POKE_INTERVAL,
@@ -174,6 +189,7 @@ def partner_payouts():
     run = resolve_billing_month()
     chain(
         run,
+        check_month(run),
         wait_for_exports(run),
         prepare(run),
         ingest(run),

@@ -26,6 +26,8 @@ import duckdb
 
 from pipelines.rules import run as rules
 from pipelines.ingest import load
+from pipelines.close import actions, audit, states
+from pipelines.close.states import CloseRefused
 from pipelines.ledger import outroot
 from pipelines.ledger import store as ledger
 from pipelines.publish import outputs
@@ -102,24 +104,32 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
 
 
 def _timed(step: str):
-    """Wrap an engine step: the output root's lock (re-entrant), recovery of an unfinished publish and
-    removal of dead staging when this call took the lock, the run's ownership of the staging folder
-    (`run`: who prepared it), one-line errors, and the step's time."""
+    """Wrap an engine step: the output root's lock (re-entrant), recovery of an unfinished publish or
+    transition and removal of dead staging when this call took the lock, the run's ownership of
+    the staging folder (`run`: who prepared it), one-line errors, the audit log's `run` line for a
+    refusal (or, at publish, for the month published), and the step's time."""
     def wrap(fn):
         def inner(data_dir, out_dir, month, *a, run: str | None = None, **kw):
             t0 = time.perf_counter()
             out_dir = Path(out_dir)
             try:
-                month = _month(month)
-                with command(out_dir, f"payouts {step} --month {month}"):
-                    if step != "prepare":
-                        outroot.check_owner(out_dir, month, run)
-                    result = fn(Path(data_dir), out_dir, month, *a, run=run, **kw)
-            except PayoutError:
+                try:
+                    month = _month(month)
+                    with command(out_dir, f"payouts {step} --month {month}"):
+                        if step != "prepare":
+                            outroot.check_owner(out_dir, month, run)
+                        result = fn(Path(data_dir), out_dir, month, *a, run=run, **kw)
+                except PayoutError:
+                    raise
+                except (ProgramError, load.MissingInput, ledger.ChainError, gates.GateFailed, CloseRefused,
+                        outroot.OutRootBusy, outroot.StagingTaken) as exc:
+                    raise PayoutError(str(exc)) from None
+            except BaseException as exc:
+                if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    reason = str(exc) if isinstance(exc, PayoutError) else f"{type(exc).__name__}: {exc}"
+                    audit.append(out_dir, _actor(run), "run", month if isinstance(month, str) else None,
+                                 "refused", f"{step}: {reason.splitlines()[0] if reason else ''}")
                 raise
-            except (ProgramError, load.MissingInput, ledger.ChainError, gates.GateFailed,
-                    outroot.OutRootBusy, outroot.StagingTaken) as exc:
-                raise PayoutError(str(exc)) from None
             result = dict(result or {})
             result["seconds"] = round(time.perf_counter() - t0, 3)
             log.info("%s %s: %s", step, month, result)
@@ -128,6 +138,11 @@ def _timed(step: str):
         inner.__doc__ = fn.__doc__
         return inner
     return wrap
+
+
+def _actor(run: str | None) -> str:
+    """Who a run line names: the Airflow run, or the operating-system user."""
+    return run if run and run.startswith("airflow:") else audit.os_user()
 
 
 @contextmanager
@@ -142,8 +157,11 @@ def command(out_dir: Path, what: str) -> Iterator[None]:
 
 def open_out_root(out_dir: Path) -> None:
     """What every command does first, holding the lock: finish a publish whose ledger commit went
-    through but whose folder was not put in place (a crash between the two), then remove staging
-    that no live run can use."""
+    through but whose folder was not put in place (a crash between the two), finish or drop a
+    month-close transition a killed command left, then remove staging that no live run can use."""
+    finished = states.recover(out_dir)
+    if finished:
+        log.warning("finished the interrupted %s", finished)
     latest, sha = ledger.committed(out_dir)
     if latest is not None and sha is not None and outputs.manifest_sha256(out_dir / latest) != sha:
         staged = staging_dir(out_dir, latest) / "month"
@@ -182,6 +200,7 @@ def prepare(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
     """Check the program file, the required files and columns, and the month chain; claim a fresh
     staging folder for this run (`run` names it: the Airflow run, or `payouts run`'s own id; steps
     called one by one without a run share the owner `steps`)."""
+    states.check_can_run(out_dir, month)
     ledger.check_chain(out_dir, month)
     program = _program(data_dir)
     load.check_presence(data_dir, month)
@@ -307,6 +326,7 @@ def publish(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
         raise PayoutError(f"could not update the ledger, nothing was published: {str(exc).splitlines()[0]}") from None
     _swap_in(out_dir, month, month_dir)
     outroot.remove_staging(out_dir, month)
+    audit.append(out_dir, _actor(run), "run", month, "ok", f"published; manifest {sha}")
     target = out_dir / month
     summary = json.loads((target / "summary.json").read_text())
     paid = {c: v["net_paid"] for c, v in summary["by_payout_currency"].items()}
@@ -337,6 +357,7 @@ def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
                 _drop_failed_run(out_dir, month, run)
                 raise
     except outroot.OutRootBusy as exc:
+        audit.append(out_dir, audit.os_user(), "run", month, "refused", str(exc))
         raise PayoutError(str(exc)) from None
     return results
 
@@ -350,3 +371,65 @@ def _drop_failed_run(out_dir: Path, month: str, run: str) -> None:
     if latest == month and sha is not None and sha == outputs.manifest_sha256(staging_dir(out_dir, month) / "month"):
         return
     outroot.remove_staging(out_dir, month)
+
+
+# --- month close (SPEC section 7): the CLI and the portal call these --------------------------------
+
+@contextmanager
+def _close_command(out_dir: Path, action: str, month: str | None, actor: str) -> Iterator[None]:
+    """One month-close command: a valid month, the output root's lock, refusals as PayoutError (each
+    already in the audit log)."""
+    out_dir = Path(out_dir)
+    try:
+        if month is not None:
+            _month(month)
+        with command(out_dir, f"payouts {action}" + (f" --month {month}" if month else "")):
+            yield
+    except CloseRefused as exc:
+        raise PayoutError(str(exc)) from None
+    except (PayoutError, outroot.OutRootBusy) as exc:
+        audit.append(out_dir, actor or "unknown", action, month, "refused", str(exc))
+        raise PayoutError(str(exc)) from None
+
+
+def approve(data_dir: str | Path, out_dir: str | Path, month: str, who: actions.Who, note: str = "") -> dict:
+    """Approve the oldest draft (checks: manifest, the month's exports, maker-checker, the user)."""
+    with _close_command(Path(out_dir), "approve", month, who.name):
+        return actions.approve(Path(out_dir), Path(data_dir), month, who, note)
+
+
+def reopen(out_dir: str | Path, month: str, who: actions.Who, reason: str) -> dict:
+    with _close_command(Path(out_dir), "reopen", month, who.name):
+        return actions.reopen(Path(out_dir), month, who, reason)
+
+
+def discard(out_dir: str | Path, month: str, who: actions.Who) -> dict:
+    with _close_command(Path(out_dir), "discard", month, who.name):
+        return actions.discard(Path(out_dir), month, who)
+
+
+def status(out_dir: str | Path) -> list[dict]:
+    with command(Path(out_dir), "payouts status"):
+        return actions.status(Path(out_dir))
+
+
+def verify(out_dir: str | Path, month: str | None = None) -> dict:
+    if month is not None:
+        _month(month)
+    with command(Path(out_dir), "payouts verify"):
+        return actions.verify(Path(out_dir), month)
+
+
+def check_runnable(data_dir: str | Path, out_dir: str | Path, month: str, run: str | None = None) -> None:
+    """Refuse at once a month that cannot run now (locked, or out of order): the DAG asks this before
+    it waits for the month's exports."""
+    out_dir = Path(out_dir)
+    try:
+        _month(month)
+        with command(out_dir, f"payouts check --month {month}"):
+            states.check_can_run(out_dir, month)
+            ledger.check_chain(out_dir, month)
+    except (PayoutError, CloseRefused, ledger.ChainError, outroot.OutRootBusy) as exc:
+        audit.append(out_dir, _actor(run), "run", month, "refused", f"check: {exc}")
+        raise PayoutError(str(exc)) from None
+

@@ -67,7 +67,7 @@ def build(root: Path, *, partners, months: dict, attributions=(), levels=(), fx=
         exp = root / "exports" / month
         for key in ("subscription_billing", "project_billing"):
             write_csv(exp / f"{key}.csv", COLUMNS[key], files.get(key, ()))
-        for key in ("referral_events", "partner_fees"):
+        for key in ("referral_events", "partner_fees", "adjustments"):
             if key in files:
                 write_csv(exp / f"{key}.csv", COLUMNS[key], files[key])
     return root

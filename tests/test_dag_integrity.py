@@ -231,6 +231,7 @@ def test_trigger_form_rejects_bad_billing_month(dag):
 
 EXPECTED_ORDER = [
     "resolve_billing_month",
+    "check_month",
     "wait_for_exports",
     "prepare",
     "ingest",
@@ -252,6 +253,9 @@ def test_task_chain(dag):
 
 def test_every_task_retries_and_depends_on_past(dag):
     for task_id, t in dag["tasks"].items():
+        if task_id == "check_month":  # a refusal: retrying cannot change the answer
+            assert t["retries"] == 0
+            continue
         assert t["retries"] >= 2, task_id
         assert t["retry_delay_s"] and t["retry_delay_s"] > 0, task_id
         assert t["depends_on_past"] is True, task_id

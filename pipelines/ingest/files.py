@@ -79,9 +79,17 @@ PARTNER_FEES = InputFile(
     required=False,
 )
 
+ADJUSTMENTS = InputFile(
+    "adjustments",
+    "exports/{month}/adjustments.csv",
+    ("adjustment_id", "partner_id", "currency", "amount", "reason", "entered_by"),
+    record_id="adjustment_id",
+    required=False,
+)
+
 # Order matters: reference data is staged first because exports are checked against it.
 ALL_INPUTS: tuple[InputFile, ...] = (
     PARTNERS, PARTNER_LEVELS, ATTRIBUTIONS, FX_RATES,
-    SUBSCRIPTION_BILLING, PROJECT_BILLING, REFERRAL_EVENTS, PARTNER_FEES,
+    SUBSCRIPTION_BILLING, PROJECT_BILLING, REFERRAL_EVENTS, PARTNER_FEES, ADJUSTMENTS,
 )
 PROGRAM_RELPATH = "reference/program.yaml"

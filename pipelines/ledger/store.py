@@ -63,6 +63,11 @@ TABLES: dict[str, str] = {
         "billing_month varchar, partner_id varchar, payout_currency varchar, digits integer, "
         "opening_minor hugeint, closing_minor hugeint, status varchar"
     ),
+    # who entered each adjustment (approval's maker-checker rule) and the ids used (unique across months)
+    "adjustments": (
+        "billing_month varchar, adjustment_id varchar, partner_id varchar, currency varchar, "
+        "amount_minor hugeint, entered_by varchar"
+    ),
     # the folder (relative to the output root) holding each month's PARQUET_TABLES
     "month_files": "billing_month varchar, dir varchar",
 }
@@ -249,3 +254,41 @@ def _move_back(files_dir: Path, delta_dir: Path) -> None:
         if (files_dir / f"{name}.parquet").exists():
             os.replace(files_dir / f"{name}.parquet", delta_dir / f"{name}.parquet")
     shutil.rmtree(files_dir, ignore_errors=True)
+
+
+def adjustment_makers(out_dir: Path, month: str) -> list[str]:
+    """Who entered the month's adjustments (`entered_by`), from the ledger."""
+    path = ledger_path(Path(out_dir))
+    if not path.exists():
+        return []
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        if not con.execute("select 1 from duckdb_tables() where table_name = 'adjustments'").fetchall():
+            return []  # a ledger from before adjustments
+        return [m for (m,) in con.execute(
+            "select distinct entered_by from adjustments where billing_month = $m order by 1", {"m": month}).fetchall()]
+    finally:
+        con.close()
+
+
+def discard_month(out_dir: Path, month: str) -> None:
+    """Remove `month` from the ledger (every table is keyed by billing_month) in one transaction, then
+    its Parquet files; nothing happens when the ledger does not have it (safe to run twice)."""
+    out_dir = Path(out_dir)
+    path = ledger_path(out_dir)
+    if not path.exists():
+        return
+    con = duckdb.connect(str(path))
+    try:
+        create_tables(con, "main")
+        dirs = [d for (d,) in con.execute("select dir from main.month_files where billing_month = $m",
+                                          {"m": month}).fetchall()]
+        con.execute("begin transaction")
+        for name in TABLES:
+            con.execute(f"delete from main.{name} where billing_month = $m", {"m": month})
+        con.execute("commit")
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    for d in dirs:
+        shutil.rmtree(out_dir / d, ignore_errors=True)

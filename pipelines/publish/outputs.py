@@ -198,12 +198,13 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
     # the partners' shares and clawbacks: the per-currency totals and identities are read from it
     by_currency = {}
     identities = []
-    for cur, d, billed, share, company, unattr, claw, refs, fees in con.execute(
+    for cur, d, billed, share, company, unattr, claw, refs, fees, adjustments in con.execute(
             relations.query_text("control_totals_by_currency")).fetchall():
         fmt = lambda m: format_minor(int(m), d)  # noqa: E731
         by_currency[cur] = {
             "billed": fmt(billed), "partner_share": fmt(share), "company_share": fmt(company),
             "unattributed": fmt(unattr), "clawed_back": fmt(claw), "referral_fees": fmt(refs), "fees": fmt(fees),
+            "adjustments": fmt(adjustments),
         }
         identities.append(_identity(f"{cur}: partner_share + clawed_back + company_share = billed",
                                     share + claw + company, billed, d))
@@ -264,6 +265,7 @@ def used_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "project_billing": int(billing.get("project", 0)),
         "referral_events": q("select count(*) from referral_fees"),
         "partner_fees": q("select count(*) from fees"),
+        "adjustments": q("select count(*) from month_adjustments"),
     }
 
 

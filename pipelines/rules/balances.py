@@ -23,7 +23,9 @@ from pipelines.rules.relations import decimal_type, table_from_rows
 
 log = logging.getLogger(__name__)
 
-KINDS = ("share", "clawback", "referral_fee", "fee")
+#: the kinds of movement, in the order the largest-remainder split prefers when it must round one
+#: up or down; adjustments and restatements both land in partner_balances' `adjustments` column
+KINDS = ("share", "clawback", "referral_fee", "fee", "adjustment", "restatement")
 
 
 @dataclass
@@ -146,11 +148,13 @@ def partner_results(con: duckdb.DuckDBPyConnection, params: dict, context: dict)
     table_from_rows(con, "partner_results",
            {"partner_id": pa.string(), "payout_currency": pa.string(), "payout_digits": pa.int32(),
             "opening_minor": decimal_type(0), "earnings_minor": decimal_type(0), "clawbacks_minor": decimal_type(0),
-            "referral_fees_minor": decimal_type(0), "fees_minor": decimal_type(0), "pending_minor": decimal_type(0),
+            "referral_fees_minor": decimal_type(0), "fees_minor": decimal_type(0),
+            "adjustments_minor": decimal_type(0), "pending_minor": decimal_type(0),
             "gross_minor": decimal_type(0), "withholding_minor": decimal_type(0), "net_minor": decimal_type(0),
             "closing_minor": decimal_type(0), "status": pa.string()},
            [(r.partner_id, r.payout_currency, r.digits, r.opening, r.by_kind["share"], r.by_kind["clawback"],
-             r.by_kind["referral_fee"], r.by_kind["fee"], r.pending, r.gross, r.withholding, r.net,
+             r.by_kind["referral_fee"], r.by_kind["fee"], r.by_kind["adjustment"] + r.by_kind["restatement"],
+             r.pending, r.gross, r.withholding, r.net,
              r.closing, r.status) for r in results])
     table_from_rows(con, "conversions",
            {"partner_id": pa.string(), "currency": pa.string(), "kind": pa.string(), "source_minor": decimal_type(0),

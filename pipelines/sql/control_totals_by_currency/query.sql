@@ -1,6 +1,6 @@
 -- summary.json's control totals per currency, minor units of that currency: what was billed,
 -- the partners' shares, what the company keeps, what was billed to no partner, clawed back,
--- and the referral fees and fees booked in it. signs as billed: refunds and clawbacks negative.
+-- the referral fees, fees and adjustments booked in it. signs as billed: refunds and clawbacks negative.
 with refs as (
     select fee_currency as currency, sum(fee_minor) as total
     from referral_fees
@@ -10,6 +10,10 @@ with refs as (
 
 fees_by as (
     select currency, sum(amount_minor) as total from fees group by all
+),
+
+adjustments_by as (
+    select currency, sum(amount_minor) as total from month_adjustments group by all
 ),
 
 per_currency as (
@@ -28,6 +32,7 @@ currencies_used as (
     select currency from per_currency
     union select currency from refs
     union select currency from fees_by
+    union select currency from adjustments_by
 )
 
 select
@@ -39,10 +44,12 @@ select
     coalesce(p.unattributed, 0) as unattributed,
     coalesce(p.clawed_back, 0) as clawed_back,
     coalesce(r.total, 0) as referral_fees,
-    coalesce(f.total, 0) as fees
+    coalesce(f.total, 0) as fees,
+    coalesce(a.total, 0) as adjustments
 from currencies_used as u
 join currencies as c on c.code = u.currency
 left join per_currency as p on p.currency = u.currency
 left join refs as r on r.currency = u.currency
 left join fees_by as f on f.currency = u.currency
+left join adjustments_by as a on a.currency = u.currency
 order by u.currency

@@ -17,7 +17,7 @@ select
     r.payout_currency,
     any_value(r.payout_digits) as digits,
     sum(r.opening_minor) as opening,
-    sum(r.earnings_minor + r.clawbacks_minor + r.referral_fees_minor + r.fees_minor) as movements,
+    sum(r.earnings_minor + r.clawbacks_minor + r.referral_fees_minor + r.fees_minor + r.adjustments_minor) as movements,
     sum(r.gross_minor) as gross,
     sum(r.withholding_minor) as withholding,
     sum(r.net_minor) as net_paid,

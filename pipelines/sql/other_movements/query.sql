@@ -1,8 +1,9 @@
--- the month's other movements: clawbacks, referral fees and fees (tens of thousands of rows; the
+-- the month's other movements: clawbacks, referral fees, fees and adjustments (tens of thousands of rows; the
 -- shares are the view share_movements, and new_movements is the two together). signed from the
 -- partner's side (+ the company owes the partner, - the partner owes the company), in minor units
 -- of the movement's own currency. referral fees become payable in the month of date + holding_days;
--- clawbacks and fees at once. fees are netted only when net_fees is true.
+-- clawbacks, fees and adjustments at once. fees are netted only when net_fees is true; adjustments
+-- always (SPEC section 7), with their reason as the note.
 select *, payable_month <= $billing_month as payable
 from (
 select
@@ -72,4 +73,26 @@ select
     null,
     case when $net_fees then null else 'shown, not netted (payout.net_fees is false)' end
 from fees
+union all
+select
+    $billing_month,
+    'adjustment:' || adjustment_id,
+    partner_id,
+    'adjustment',
+    null,
+    currency,
+    digits,
+    amount_minor,
+    $billing_month,
+    true,
+    $adjustments_file,
+    adjustment_id,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    reason || ' (entered by ' || entered_by || ')'
+from month_adjustments
 )

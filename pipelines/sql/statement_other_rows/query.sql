@@ -175,7 +175,7 @@ statement_rows as (
         a.partner_id as statement_partner_id,
         r.statement_no,
         section as sort_section,
-        list_position(['share', 'clawback', 'referral_fee', 'fee'], kind) as sort_kind,
+        list_position(['share', 'clawback', 'referral_fee', 'fee', 'adjustment', 'restatement'], kind) as sort_kind,
         entry_date as sort_date,
         sort_row,
         tie as sort_tie,

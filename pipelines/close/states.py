@@ -1,0 +1,228 @@
+"""A month's state, and the transitions between them: draft -> approved -> released.
+
+The state is what the month folder holds: a computed month is a **draft**; `approval.json` makes it
+**approved**; `payments/payments.json` makes it **released**. Approved and released months are
+**locked**: their files are read-only and never rewritten (`check_can_run` refuses a run of them).
+
+Every transition is one commit: under the audit log's lock the command writes its intent to
+`<out>/.close-pending.json`, then appends its audit line (the commit point), then changes the files
+(`_apply`, idempotent), then removes the intent. A command killed before its audit line changed
+nothing; one killed after it is finished by the next command (`recover`), so a month is always
+either in its old state or its new one. The caller holds the output root's lock (engine.command).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.close import audit
+from pipelines.ledger import outroot
+from pipelines.ledger import store as ledger
+
+APPROVAL = "approval.json"
+MANIFEST = "manifest.json"
+PAYMENTS_DIR = "payments"
+PAYMENTS_JSON = "payments.json"
+PENDING = ".close-pending.json"
+DRAFT, APPROVED, RELEASED = "draft", "approved", "released"
+
+
+class CloseRefused(RuntimeError):
+    """A transition that is not allowed now; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class MonthState:
+    month: str
+    state: str
+    approval: dict | None
+    payments: dict | None
+
+    @property
+    def locked(self) -> bool:
+        return self.state in (APPROVED, RELEASED)
+
+    def who(self) -> str:
+        """`approved by NAME at TIME` (and released) for messages."""
+        if not self.approval:
+            return "a draft"
+        text = f"approved by {self.approval['approved_by']} at {self.approval['approved_at']}"
+        if self.payments:
+            text += f", released by {self.payments['released_by']} at {self.payments['released_at']}"
+        return text
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def state(out_dir: Path, month: str) -> MonthState | None:
+    """The month's state, or None when it was never computed."""
+    folder = Path(out_dir) / month
+    if not folder.is_dir():
+        return None
+    approval = read_json(folder / APPROVAL)
+    payments = read_json(folder / PAYMENTS_DIR / PAYMENTS_JSON)
+    name = RELEASED if payments else APPROVED if approval else DRAFT
+    return MonthState(month, name, approval, payments)
+
+
+def months(out_dir: Path) -> list[MonthState]:
+    return [s for m in outroot.month_folders(out_dir) if (s := state(out_dir, m)) is not None]
+
+
+def check_can_run(out_dir: Path, month: str) -> None:
+    """A locked month never runs again."""
+    s = state(out_dir, month)
+    if s is not None and s.locked:
+        raise CloseRefused(f"{month} is {s.state} ({s.who()}): a locked month never changes; corrections go into "
+                           "the next open month as adjustments")
+
+
+# --- the files of a month, against its manifest -------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_files(out_dir: Path, month: str) -> list[str]:
+    """Every difference between the month folder and the manifests that seal it, one line each
+    (empty: intact): manifest.json for the computed files, approval.json's manifest hash, and
+    payments.json for the payment files."""
+    folder = Path(out_dir) / month
+    problems: list[str] = []
+    manifest = read_json(folder / MANIFEST)
+    if manifest is None:
+        return [f"{month}/{MANIFEST} is missing"]
+    listed = manifest["files"]
+    sealed = {MANIFEST, APPROVAL}
+    payments = read_json(folder / PAYMENTS_DIR / PAYMENTS_JSON)
+    if payments:
+        sealed.add(f"{PAYMENTS_DIR}/{PAYMENTS_JSON}")
+        for name, entry in payments["files"].items():
+            path = folder / PAYMENTS_DIR / name
+            rel = f"{PAYMENTS_DIR}/{name}"
+            sealed.add(rel)
+            if not path.is_file():
+                problems.append(f"{month}/{rel} is missing")
+            elif sha256_file(path) != entry["sha256"]:
+                problems.append(f"{month}/{rel} differs from {PAYMENTS_JSON}")
+    for rel, entry in sorted(listed.items()):
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{month}/{rel} is missing")
+        elif path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            problems.append(f"{month}/{rel} differs from {MANIFEST}")
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    for rel in sorted(present - set(listed) - sealed):
+        problems.append(f"{month}/{rel} is not in {MANIFEST}")
+    approval = read_json(folder / APPROVAL)
+    if approval and approval["manifest_sha256"] != sha256_file(folder / MANIFEST):
+        problems.append(f"{month}/{MANIFEST} is not the one {APPROVAL} sealed")
+    return problems
+
+
+# --- read-only folders ----------------------------------------------------------------------------
+
+def set_read_only(folder: Path, read_only: bool) -> None:
+    """Files 0444 and folders 0555 (locked), or 0644 / 0755; payment files stay owner-only."""
+    for path in sorted(folder.rglob("*"), reverse=True) + [folder]:
+        if path.is_dir():
+            os.chmod(path, 0o555 if read_only else 0o755)
+        elif path.parent.name == PAYMENTS_DIR and path.parent.parent == folder:
+            os.chmod(path, 0o400)
+        else:
+            os.chmod(path, 0o444 if read_only else 0o644)
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+def _write_json(path: Path, doc: dict, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def transact(out_dir: Path, action: str, month: str, actor: str, detail: str, payload: dict) -> audit.Line:
+    """Commit one transition (see the module docstring); `payload` is what `_apply` needs, and gets
+    `audit_line_sha256`, the hash of the committing line."""
+    out_dir = Path(out_dir)
+    with audit.locked(out_dir) as log:
+        line = log.line(actor, action, month, "ok", detail)
+        payload = {**payload, "audit_line_sha256": line.sha256}
+        _write_json(out_dir / PENDING, {"action": action, "month": month, "line_sha256": line.sha256,
+                                         "payload": payload}, 0o600)
+        log.append(line)  # the commit point
+    _apply(out_dir, action, month, payload)
+    (out_dir / PENDING).unlink()
+    return line
+
+
+def recover(out_dir: Path) -> str | None:
+    """Finish (or drop) a transition a killed command left; returns what was finished."""
+    out_dir = Path(out_dir)
+    pending = read_json(out_dir / PENDING)
+    if pending is None:
+        return None
+    with audit.locked(out_dir) as log:
+        committed = log.contains(pending["line_sha256"])
+    if committed:
+        _apply(out_dir, pending["action"], pending["month"], pending["payload"])
+    (out_dir / PENDING).unlink()
+    return f"{pending['action']} {pending['month']}" if committed else None
+
+
+def refuse(out_dir: Path, actor: str, action: str, month: str | None, message: str) -> CloseRefused:
+    """Record a refusal in the audit log; returns the exception to raise."""
+    audit.append(out_dir, actor, action, month, "refused", message)
+    return CloseRefused(message)
+
+
+def _apply(out_dir: Path, action: str, month: str, payload: dict) -> None:
+    """The file changes of a committed transition; safe to run twice."""
+    folder = out_dir / month
+    if action == "approve":
+        if not (folder / APPROVAL).exists():
+            os.chmod(folder, 0o755)
+            _write_json(folder / APPROVAL, payload["approval"] | {"audit_line_sha256": payload["audit_line_sha256"]})
+        set_read_only(folder, True)
+    elif action == "reopen":
+        if folder.exists():
+            set_read_only(folder, False)
+            (folder / APPROVAL).unlink(missing_ok=True)
+    elif action == "discard":
+        ledger.discard_month(out_dir, month)
+        if folder.exists():
+            trash = outroot.staging_dir(out_dir, month) / "discarded"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            set_read_only(folder, False)
+            os.replace(folder, trash)
+            outroot.remove_staging(out_dir, month)
+    elif action == "release":
+        staged = Path(payload["staged"])
+        if staged.exists():
+            os.chmod(folder, 0o755)
+            sealed = payload["payments_json"] | {"audit_line_sha256": payload["audit_line_sha256"]}
+            _write_json(staged / PAYMENTS_JSON, sealed, 0o400)
+            if (folder / PAYMENTS_DIR).exists():
+                shutil.rmtree(folder / PAYMENTS_DIR)
+            os.replace(staged, folder / PAYMENTS_DIR)
+            shutil.rmtree(staged.parent, ignore_errors=True)
+        set_read_only(folder, True)
+        os.chmod(folder / PAYMENTS_DIR, stat.S_IRUSR | stat.S_IXUSR)
+    else:
+        raise ValueError(f"unknown transition {action!r}")
