@@ -5,6 +5,7 @@
     payouts approve --month YYYY-MM --by NAME [--note TEXT] [--data DIR] [--out DIR] [--users FILE --password-stdin]
     payouts reopen  --month YYYY-MM --by NAME --reason TEXT [--out DIR] [--users FILE --password-stdin]
     payouts discard --month YYYY-MM --by NAME [--out DIR] [--users FILE --password-stdin]
+    payouts release --month YYYY-MM --by NAME [--execution-date YYYY-MM-DD] [--data DIR] [--out DIR] [...]
     payouts status [--out DIR]
     payouts verify [--month YYYY-MM] [--out DIR]
     payouts users add NAME --role ROLE [--partners ID,...] [--password-stdin] [--users FILE]
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     reopen.add_argument("--reason", required=True, help="why it is reopened (kept in the audit log)")
     discard = sub.add_parser("discard", help="remove the latest month while it is a draft")
     who(discard)
+    release = sub.add_parser("release", help="write the payment files of the oldest approved month")
+    who(release)
+    release.add_argument("--execution-date", help="YYYY-MM-DD (default: the next banking day)")
+    release.add_argument("--data", default="data", help="input root: today's partners.csv and program.yaml")
 
     status = sub.add_parser("status", help="every month: state, who, when, totals")
     status.add_argument("--out", default="out", help="output root (default: out/)")
@@ -113,12 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             result = engine.run_month(args.data, args.out, args.month)
             _print({"month": args.month, "out": result["publish"]["month_dir"],
                     "net_paid": result["publish"]["net_paid"]})
-        elif args.command in ("approve", "reopen", "discard"):
+        elif args.command in ("approve", "reopen", "discard", "release"):
             who = Who(args.by, args.users, _password(args, f"password of {args.by}: "))
             if args.command == "approve":
                 result = engine.approve(args.data, args.out, args.month, who, args.note)
                 for warning in result.get("warnings", []):
                     print(f"payouts: warning: {warning}", file=sys.stderr)
+            elif args.command == "release":
+                result = engine.release(args.data, args.out, args.month, who, args.execution_date)
+                for pid in result["bank_details_changed"]:
+                    print(f"payouts: {pid}'s bank details changed since {args.month} was computed: paid by hand "
+                          "(manual_payments.csv)", file=sys.stderr)
             elif args.command == "reopen":
                 result = engine.reopen(args.out, args.month, who, args.reason)
             else:

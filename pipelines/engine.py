@@ -10,6 +10,7 @@ message) and leaves the published outputs and the ledger untouched.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 LEDGER_BASE = "ledger_base.json"
 LEDGER_DELTA = "ledger_delta"
 INPUTS = "inputs.json"  # sha256 and size of every input file, as ingest read them (for the manifest)
+BANK_DETAILS = "bank_details.json"  # sha256 of each paid partner's bank details (for the manifest)
 
 
 class PayoutError(RuntimeError):
@@ -240,7 +242,6 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
             read = load.ingest_all(con, data_dir, month, stage, params)
             (stage / INPUTS).write_text(json.dumps(hashing.result(), sort_keys=True))
         (quarantined,) = con.execute("select count(*) from quarantine").fetchall()[0]
-        gates.run_input_suites(con, stage, month, program)  # on the rows while they are in memory
     return {"rows_read": read, "quarantined_at_ingest": int(quarantined)}
 
 
@@ -253,10 +254,12 @@ def _input_digests(data_dir: Path, month: str) -> dict[str, dict]:
 
 @_timed("validate_inputs")
 def validate_inputs(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
-    """The input gate: fatal results of the input suites (run by ingest) stop the run here."""
-    with _work_db(out_dir, month, attach_ledger=False) as con:
-        load.check_sources_unchanged(con)  # the month must be computed from the files as ingested
-    return gates.validate_inputs(staging_dir(out_dir, month), month)
+    """The input gate: the month is computed from the exports as ingested, and the dataset-level input
+    suites pass (a quarantine rate above the limit stops the run; other findings are warnings)."""
+    _prewarm_gx()
+    with _work_db(out_dir, month) as con:
+        load.check_sources_unchanged(con)
+        return gates.input_gate(con, staging_dir(out_dir, month), month, _program(data_dir))
 
 
 @_timed("compute")
@@ -280,8 +283,10 @@ def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
             k: {"source_file": s, "read": int(r)}
             for k, s, r in con.execute("select file, source_file, rows_read from file_rows").fetchall()
         }
-        written = outputs.write_month(con, month_dir, params, file_rows)
-        gates.run_line_suite(con, stage, month)  # while the lines are in memory
+        context = {"program": program}
+        written = outputs.write_month(con, month_dir, params, file_rows, context)
+        (stage / BANK_DETAILS).write_text(json.dumps(context["bank_details"], sort_keys=True))
+        gates.gate_totals(con, stage, params)  # while compute's tables are in memory
         con.execute("drop table line_totals")  # 10M rows nothing reads again: memory for the ledger delta
         t3 = time.perf_counter()
         delta = stage / LEDGER_DELTA
@@ -301,7 +306,7 @@ def validate_results(data_dir: Path, out_dir: Path, month: str, run: str | None 
     """Great Expectations gates on the results, before anything is published."""
     _prewarm_gx()
     with _work_db(out_dir, month) as con:
-        return gates.validate_results(con, out_dir, staging_dir(out_dir, month), month, _program(data_dir))
+        return gates.result_gate(con, out_dir, staging_dir(out_dir, month), month, _program(data_dir))
 
 
 @_timed("publish")
@@ -319,7 +324,8 @@ def publish(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
     if ledger.stamp(out_dir) != json.loads((stage / LEDGER_BASE).read_text())["stamp"]:
         # another run published in between: these balances were computed from stale openings
         raise PayoutError(f"the ledger changed since {month} was computed; run {month} again")
-    sha = outputs.write_manifest(month_dir, month, json.loads((stage / INPUTS).read_text()))
+    sha = outputs.write_manifest(month_dir, month, json.loads((stage / INPUTS).read_text()),
+                                 json.loads((stage / BANK_DETAILS).read_text()))
     try:
         ledger.apply_month(out_dir, stage / LEDGER_DELTA, month, sha, duckdb_settings())
     except duckdb.IOException as exc:  # e.g. another process holds the ledger file open
@@ -335,9 +341,7 @@ def publish(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
 
 def _prewarm_gx() -> None:
     """Import Great Expectations in a background thread while DuckDB works (it takes seconds)."""
-    from pipelines.validation import suites as validation
-
-    validation.prewarm()
+    gates.prewarm()
 
 
 def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
@@ -406,6 +410,21 @@ def reopen(out_dir: str | Path, month: str, who: actions.Who, reason: str) -> di
 def discard(out_dir: str | Path, month: str, who: actions.Who) -> dict:
     with _close_command(Path(out_dir), "discard", month, who.name):
         return actions.discard(Path(out_dir), month, who)
+
+
+def release(data_dir: str | Path, out_dir: str | Path, month: str, who: actions.Who,
+            execution_date: str | None = None) -> dict:
+    """Write the payment files of the oldest approved month (once) and mark it released."""
+    from pipelines.close import release as release_mod
+
+    with _close_command(Path(out_dir), "release", month, who.name):
+        when = None
+        if execution_date is not None:
+            try:
+                when = dt.date.fromisoformat(execution_date)
+            except ValueError:
+                raise PayoutError(f"--execution-date {execution_date!r} is not YYYY-MM-DD") from None
+        return release_mod.release(Path(out_dir), Path(data_dir), month, who, _program(Path(data_dir)), when)
 
 
 def status(out_dir: str | Path) -> list[dict]:

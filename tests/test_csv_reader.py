@@ -66,11 +66,3 @@ def test_a_lone_cr_bad_utf8_and_an_overlong_record_are_malformed_not_fatal(tmp_p
     idx = csv_reader.index_records(p)
     assert idx.lines.tolist() == [2, 3, 4, 5, 6, 7]
     assert idx.problem.tolist() == [0, csv_reader.STRAY_CR, csv_reader.NOT_UTF8, 0, csv_reader.TOO_LONG, 0]
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("=1+1", "'=1+1"), ("+x", "'+x"), ("-x", "'-x"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("ok", "ok"), ("", ""), (None, None),
-])
-def test_safe_text(value, expected):
-    assert csv_reader.safe_text(value) == expected

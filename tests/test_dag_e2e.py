@@ -191,15 +191,15 @@ def test_no_other_month_published(e2e):
 
 
 def test_out_of_order_month_is_refused_at_once_without_retry(e2e):
-    """January after February: the engine refuses in `prepare`; the task fails on its first try
-    (no retry, no 5-minute retry delay), nothing after it runs, and the run fails. That the
-    published months were left alone is what the byte-for-byte tests above check (they run after)."""
+    """January after February: `check_month` refuses before the exports sensor waits; the task fails
+    on its first try (no retry), nothing after it runs, and the run fails. That the published months
+    were left alone is what the byte-for-byte tests above check (they run after)."""
     run = e2e["runs"]["out_of_order"]
     assert run["state"] == "failed"
     tasks = run["tasks"]
-    assert tasks["prepare"]["state"] == "failed" and tasks["prepare"]["try_number"] == 1
-    assert tasks["prepare"]["max_tries"] >= 2  # retries are configured, and were not used
-    for later in ("ingest", "validate_inputs", "compute", "validate_results", "publish"):
+    assert tasks["check_month"]["state"] == "failed" and tasks["check_month"]["try_number"] == 1
+    for later in ("wait_for_exports", "prepare", "ingest", "validate_inputs", "compute", "validate_results",
+                  "publish"):
         assert tasks[later]["state"] in ("upstream_failed", "None"), (later, tasks[later])
-    assert "AirflowFailException: prepare 2025-01:" in e2e["log"]
+    assert "AirflowFailException: 2025-01 cannot run: refusing to run 2025-01" in e2e["log"]
     assert run["seconds"] < 120

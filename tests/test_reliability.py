@@ -42,8 +42,9 @@ def _tree(root: Path, extra: dict | None = None) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
+    """Every file of the output root but the locks and the audit log, which records each refusal too."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".lock" not in p.name}
+            for p in sorted(root.rglob("*")) if p.is_file() and ".lock" not in p.name and not p.name.startswith("audit.")}
 
 
 def _months(out: Path) -> dict[str, str]:

@@ -132,10 +132,39 @@ class Payout(_Strict):
     net_fees: bool = True
 
 
+class AchPayerInfo(_Strict):
+    odfi_routing: str  # the company's bank (immediate destination), 9-digit ABA routing number
+    company_id: str  # the company identification the bank assigned
+    company_name: str
+    immediate_origin: str | None = None  # default: company_id
+
+
+class PayerInfo(_Strict):
+    """Who pays (SPEC section 8): the debtor of the payment files. Validated where it is used (the
+    payment files' routing checks IBANs, BICs and routing numbers and says which is wrong)."""
+
+    name: str
+    iban: str | None = None
+    bic: str | None = None
+    accounts: dict[str, str] = Field(default_factory=dict)  # a debtor account per currency
+    ach: AchPayerInfo | None = None
+
+    @field_validator("iban", "bic", "name", mode="before")
+    @classmethod
+    def _text(cls, v: object) -> object:
+        return str(v) if isinstance(v, (int, Decimal)) else v
+
+
 class Validation(_Strict):
     # Fatal gate: a file whose quarantined share of rows is above this stops the run (docs/validation.md).
     # Off (100) unless set: the spec says a month with exceptions is still computed and written.
     max_quarantine_pct: Annotated[Decimal, Field(ge=0, le=100)] = Decimal(100)
+    # Warnings (docs/validation.md): a file whose rows read differ from the average of the last 3
+    # months by more than this; a currency whose fx rate moved more than this since last month; a
+    # currency whose unattributed share of the amount billed is above this.
+    max_row_change_pct: Annotated[Decimal, Field(ge=0)] = Decimal(50)
+    max_fx_move_pct: Annotated[Decimal, Field(ge=0)] = Decimal(10)
+    max_unattributed_pct: Annotated[Decimal, Field(ge=0, le=100)] = Decimal(50)
 
 
 class Program(_Strict):
@@ -143,6 +172,7 @@ class Program(_Strict):
     agreements: list[Agreement] = Field(min_length=1)
     payout: Payout
     validation: Validation = Field(default_factory=Validation)
+    payer: PayerInfo | None = None
 
     @model_validator(mode="after")
     def _versions(self) -> "Program":

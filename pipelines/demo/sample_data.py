@@ -36,7 +36,8 @@ __all__ = ["write_sample", "HEADERS", "BAD_ROW_KINDS"]
 # --------------------------------------------------------------------------------------------
 HEADERS: dict[str, list[str]] = {
     "partners": ["partner_id", "name", "payout_currency", "payout_method", "account_ref",
-                 "country", "withholding_tax_pct", "status", "min_payout"],
+                 "country", "withholding_tax_pct", "status", "min_payout", "bank_code", "account_type"],
+    "adjustments": ["adjustment_id", "partner_id", "currency", "amount", "reason", "entered_by"],
     "partner_levels": ["partner_id", "level", "effective_from"],
     "attributions": ["claim_id", "customer_id", "partner_id", "source", "engagement_type",
                      "credit_pct", "valid_from", "valid_to", "status"],
@@ -116,6 +117,15 @@ payout:
   minimum: 50                       # program currency
   holding_days: 0
   net_fees: true
+payer:                              # who pays, for payment files (SPEC section 8)
+  name: Example Software Inc.
+  iban: DE89370400440532013000      # debtor account for ISO 20022 files
+  bic: COBADEFFXXX
+  accounts: {{GBP: GB33BUKB20201555555555}}   # a debtor account per currency
+  ach:
+    odfi_routing: "091000019"
+    company_id: "1234567890"
+    company_name: EXAMPLE SOFTWARE
 """
 
 CURRENCIES = ["USD", "EUR", "GBP", "JPY"]
@@ -235,6 +245,50 @@ def _iban(rng: random.Random, country: str) -> str:
     digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
     check = 98 - int(digits) % 97
     return f"{country}{check:02d}{bban}"
+
+
+# BICs of real banks by country (format-valid; the demo's IBANs and accounts are fake)
+_BICS = {"US": "CHASUS33", "CA": "ROYCCAT2", "IN": "HDFCINBB", "AU": "CTBAAU2S", "DE": "DEUTDEFF",
+         "FR": "BNPAFRPP", "NL": "INGBNL2A", "ES": "CAIXESBB", "IE": "AIBKIE2D", "GB": "BARCGB22", "JP": "MHCBJPJT"}
+
+
+def _aba(rng: random.Random) -> str:
+    """A 9-digit ABA routing number with a valid check digit (3-7-1 weights) and a Federal Reserve
+    prefix (01-12)."""
+    first = f"{rng.randint(1, 12):02d}" + "".join(str(rng.randint(0, 9)) for _ in range(6))
+    total = sum(int(d) * w for d, w in zip(first, (3, 7, 1, 3, 7, 1, 3, 7)))
+    return first + str((10 - total % 10) % 10)
+
+
+def _bank_details(rng: random.Random, rows: list[list[str]]) -> None:
+    """Give each partner row the bank columns the payment files need (SPEC section 1): US partners an
+    ABA routing number and a 4-17 digit account (a few savings); IBAN countries a BIC where the
+    SEPA file or the international file needs one; PayPal partners an e-mail receiver. A few details
+    are left wrong on purpose (a bad routing number, a missing BIC), as real data has: `run`
+    reports them as bank_details_unusable."""
+    h = HEADERS["partners"]
+    for r in rows:
+        pid, currency, method, country = r[0], r[h.index("payout_currency")], r[h.index("payout_method")], \
+            r[h.index("country")]
+        bank_code = account_type = ""
+        if method == "paypal":
+            r[h.index("account_ref")] = f"payouts+{pid.lower()}@example.com"
+        elif method == "bank_transfer" and r[h.index("account_ref")]:
+            if country == "US":
+                bank_code = _aba(rng)
+                r[h.index("account_ref")] = str(rng.randint(10**7, 10**12))
+                account_type = "savings" if rng.random() < 0.15 else ""
+            elif not (currency == "EUR" and country in ("DE", "FR", "NL", "ES", "IE")):
+                bank_code = _BICS[country]  # the international file needs the creditor's BIC
+        r.extend([bank_code, account_type])
+    # a few wrong on purpose: the first active US and GB bank partners after the scenario ones
+    def first(country: str) -> list[str] | None:
+        return next((r for r in rows[10:] if r[h.index("country")] == country and r[h.index("status")] == "active"
+                     and r[h.index("payout_method")] == "bank_transfer" and r[h.index("account_ref")]), None)
+    if (us := first("US")) is not None:
+        us[h.index("bank_code")] = us[h.index("bank_code")][:8] + str((int(us[h.index("bank_code")][8]) + 1) % 10)
+    if (gb := first("GB")) is not None:
+        gb[h.index("bank_code")] = ""  # the international file needs a BIC
 
 
 # --------------------------------------------------------------------------------------------
@@ -897,6 +951,23 @@ def _fee_rows(rng: random.Random, m: Month, partner_ids: list[str], info: dict) 
     return [[f"FE-{m.compact}-{i:04d}"] + r for i, r in enumerate(rows, 1)]
 
 
+def _adjustments(m: Month, info: dict) -> list[list[str]]:
+    """A month's adjustments: a returned wire re-sent, an overpayment recovered, one in another
+    currency than the partner's payout currency, and one bad row (a blank reason)."""
+    paid_eur = next((p for p, i in sorted(info.items()) if i["currency"] == "EUR" and i["status"] == "active"
+                     and p != FEE_HEAVY), None)
+    rows = [
+        [f"ADJ-{m.compact}-001", WHALE, "USD", "1250.00", "wire of the previous month returned by the bank: re-sent",
+         "jane.doe"],
+        [f"ADJ-{m.compact}-002", WHALE, "USD", "-300.00", "referral fee paid twice last month", "jane.doe"],
+    ]
+    if paid_eur:
+        rows.append([f"ADJ-{m.compact}-003", paid_eur, "USD", "80.00", "goodwill credit agreed by the partner manager",
+                     "raj.patel"])
+    rows.append([f"ADJ-{m.compact}-004", WHALE, "USD", "10.00", "", "jane.doe"])  # no reason: quarantined
+    return rows
+
+
 def _fee_bad_rows(m: Month) -> list:
     k, mid = m.compact, m.day(min(18, m.days)).isoformat()
     return [
@@ -964,6 +1035,7 @@ def write_sample(data_dir: str | Path, months: int = 3, scale: int = 2000, seed:
 
     rng = random.Random(f"partners:{seed}")
     partner_rows, level_rows, info = _partners(rng, ms)
+    _bank_details(random.Random(f"banks:{seed}"), partner_rows)
     partner_ids = [r[0] for r in partner_rows]
     note("reference/partners.csv", _write_csv(ref / "partners.csv", HEADERS["partners"], partner_rows))
     note("reference/partner_levels.csv",
@@ -1010,6 +1082,10 @@ def write_sample(data_dir: str | Path, months: int = 3, scale: int = 2000, seed:
             note(rel + "partner_fees.csv",
                  _write_mixed(out / "partner_fees.csv", HEADERS["partner_fees"],
                               _insert_bad(frng, valid, bad_rows)), len(bad_rows))
+            if m.index == 1:  # the second month: corrections finance entered (docs/closing-a-month.md)
+                rows_adj = _adjustments(m, info)
+                note(rel + "adjustments.csv",
+                     _write_mixed(out / "adjustments.csv", HEADERS["adjustments"], rows_adj), 1)
     finally:
         con.close()
 

@@ -392,15 +392,3 @@ def line_table(lines: np.ndarray) -> pa.Table:
     # from the array's buffer: pa.array(ndarray) imports pandas (seconds, see engine.ingest)
     values = np.ascontiguousarray(lines, dtype=np.int64)
     return pa.table({"row_number": pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])})
-
-
-# --- writing ---------------------------------------------------------------------------------
-
-_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_text(value: str | None) -> str | None:
-    """Text that a spreadsheet would run as a formula gets a leading apostrophe (OWASP advice)."""
-    if value and value.startswith(_FORMULA_LEAD):
-        return "'" + value
-    return value

@@ -33,8 +33,8 @@ PARTNERS = InputFile(
     "partners",
     "reference/partners.csv",
     ("partner_id", "name", "payout_currency", "payout_method", "account_ref", "country",
-     "withholding_tax_pct", "status", "min_payout"),
-    optional_columns=("min_payout",),
+     "withholding_tax_pct", "status", "min_payout", "bank_code", "account_type"),
+    optional_columns=("min_payout", "bank_code", "account_type"),
     record_id="partner_id",
 )
 PARTNER_LEVELS = InputFile(

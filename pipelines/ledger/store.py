@@ -68,6 +68,8 @@ TABLES: dict[str, str] = {
         "billing_month varchar, adjustment_id varchar, partner_id varchar, currency varchar, "
         "amount_minor hugeint, entered_by varchar"
     ),
+    # rows read from each input file (the input gate compares a month with earlier ones)
+    "input_rows": "billing_month varchar, file varchar, rows_read bigint",
     # the folder (relative to the output root) holding each month's PARQUET_TABLES
     "month_files": "billing_month varchar, dir varchar",
 }
@@ -102,13 +104,13 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
         con.execute("attach ':memory:' as ledger_db")
         create_tables(con, "ledger_db")
     con.execute("attach ':memory:' as ledger")
-    # a ledger written before month_files existed has its months' rows in the database tables only
-    has_files = bool(con.execute(
-        "select 1 from duckdb_tables() where database_name = 'ledger_db' and table_name = 'month_files'").fetchall())
+    # a ledger written by an earlier version lacks the tables added since: they read as empty
+    present = {t for (t,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = 'ledger_db'").fetchall()}
     dirs = [d for (d,) in con.execute("select dir from ledger_db.month_files order by billing_month").fetchall()] \
-        if has_files else []
+        if "month_files" in present else []
     for name in TABLES:
-        if name == "month_files" and not has_files:  # empty, with the columns TABLES gives it
+        if name not in present:  # empty, with the columns TABLES gives it
             sql = "select " + ", ".join(f'null::{t} as "{c}"' for c, t in columns(name)) + " limit 0"
         elif name == "months":  # by name: a ledger from before manifest_sha256 has no such column
             sql = "select billing_month, program_currency from ledger_db.months"

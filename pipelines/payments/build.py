@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from pipelines.core.money import format_minor, minor_units
+from pipelines.core.text import safe_text, unsafe_text
 from pipelines.payments.model import Payee, Payer, PaymentFileError
 from pipelines.payments.nacha import ACH_FILE, ach_document
 from pipelines.payments.pain001 import INTERNATIONAL_FILE, NS, SEPA_FILE, international_document, sepa_document
@@ -48,7 +49,6 @@ __all__ = [
 MANUAL_FILE = "manual_payments.csv"
 MANUAL_HEADER = ("payment_reference", "partner_id", "payout_currency", "net_amount", "reason")
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
-_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 
 
 def next_banking_day(d: date) -> date:
@@ -99,15 +99,6 @@ class PaymentBatch:
         }
 
 
-def _formula_safe(text: str) -> str:
-    # TODO(layout): use the shared csv helper
-    return "'" + text if text.startswith(_FORMULA_LEAD) else text
-
-
-def _unescape(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_LEAD) else text
-
-
 def _amount(minor: int, currency: str) -> str:
     return format_minor(minor, minor_units()[currency])
 
@@ -133,9 +124,9 @@ def _manual_csv(items: Sequence[tuple[Payee, Route]]) -> bytes:
         assert r.reason is not None
         writer.writerow(
             [
-                _formula_safe(payee.payment_reference),
-                _formula_safe(payee.partner_id),
-                _formula_safe(payee.currency),
+                safe_text(payee.payment_reference),
+                safe_text(payee.partner_id),
+                safe_text(payee.currency),
                 _amount(payee.net_minor, payee.currency),
                 r.reason,
             ]
@@ -291,7 +282,7 @@ def _read_manual(data: bytes) -> Found:
         raise PaymentFileError(f"{MANUAL_FILE}: header is not {','.join(MANUAL_HEADER)}")
     out: Found = []
     for row in reader:
-        ref, cur = _unescape(row[0]), _unescape(row[2])
+        ref, cur = unsafe_text(row[0]), unsafe_text(row[2])
         out.append((ref, cur, _to_minor(row[3], cur, f"{MANUAL_FILE} {ref}")))
     return out
 

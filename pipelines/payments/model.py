@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["AchPayer", "Payee", "Payer", "PaymentFileError", "last4"]
+__all__ = ["AchPayer", "Payee", "Payer", "PaymentFileError", "last4", "payer_from"]
 
 
 class PaymentFileError(ValueError):
@@ -63,3 +63,14 @@ class Payer:
     bic: str | None
     accounts: Mapping[str, str] = field(repr=False)  # currency -> debtor account for that currency
     ach: AchPayer | None
+
+
+def payer_from(info) -> Payer | None:
+    """program.yaml's `payer` block (`pipelines.core.program.PayerInfo`, or None) as a Payer."""
+    if info is None:
+        return None
+    ach = info.ach
+    return Payer(name=info.name, iban=info.iban, bic=info.bic, accounts=dict(info.accounts),
+                 ach=None if ach is None else AchPayer(odfi_routing=ach.odfi_routing, company_id=ach.company_id,
+                                                      company_name=ach.company_name,
+                                                      immediate_origin=ach.immediate_origin))

@@ -63,9 +63,10 @@ def manifest_sha256(month_dir: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def write_manifest(month_dir: Path, month: str, inputs: dict[str, dict]) -> str:
+def write_manifest(month_dir: Path, month: str, inputs: dict[str, dict], bank_details: dict[str, str]) -> str:
     """`manifest.json`: the sha256 and size of every other file of the month folder and of every input
-    that made it (deterministic: sorted keys, relative paths); returns its own sha256."""
+    that made it, and the sha256 of each paid partner's bank details and of the payer block (release
+    compares them); deterministic: sorted keys, relative paths. Returns its own sha256."""
     paths = sorted(p for p in month_dir.rglob("*") if p.is_file() and p != month_dir / MANIFEST)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         digests = list(pool.map(file_digest, paths))
@@ -73,6 +74,7 @@ def write_manifest(month_dir: Path, month: str, inputs: dict[str, dict]) -> str:
         "billing_month": month,
         "files": {p.relative_to(month_dir).as_posix(): d for p, d in zip(paths, digests)},
         "inputs": inputs,
+        "bank_details": bank_details,
     }
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (month_dir / MANIFEST).write_bytes(text)
@@ -85,9 +87,12 @@ def _copy_csv(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
     return int(con.execute(f"select count(*) from ({query})").fetchall()[0][0])
 
 
-def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, file_rows: dict) -> dict:
+def write_month(con: duckdb.DuckDBPyConnection, month_dir: Path, params: dict, file_rows: dict,
+                context: dict) -> dict:
+    """The month's files into `month_dir` (staging); `context` carries the program and receives
+    what the outputs' python relations found (the paid partners' bank details hashes)."""
     month_dir.mkdir(parents=True, exist_ok=True)
-    relations.run(con, "outputs", params)
+    relations.run(con, "outputs", params, context)
     n_remit = _copy_csv(con, "select * from remittance", month_dir / "remittance.csv")
     _copy_csv(con, "select * from partner_balances", month_dir / "partner_balances.csv")
     n_exc = _copy_csv(con, "select * from exceptions", month_dir / "exceptions.csv")

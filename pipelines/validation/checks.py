@@ -165,22 +165,34 @@ _TABLE = {"expect_table_columns_to_match_ordered_list", "expect_table_row_count_
 
 
 class _GX:
-    lock = threading.Lock()
+    lock = threading.RLock()  # run_suite holds it while _checkpoint builds the context
     gx: Any = None
     context: Any = None
     batch_definition: Any = None
     checkpoints: dict = {}
 
 
+def prewarm() -> None:
+    """Build the GX context in a background thread (importing GX takes seconds): the engine calls
+    this before DuckDB's long steps, so the gates find it ready."""
+    if _GX.gx is None and not any(t.name == "gx-prewarm" for t in threading.enumerate()):
+        threading.Thread(target=_context, name="gx-prewarm", daemon=True).start()
+
+
 def _context() -> Any:
+    with _GX.lock:
+        return _build_context()
+
+
+def _build_context() -> Any:
     if _GX.gx is None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "False"
+        os.environ["GX_ANALYTICS_ENABLED"] = "False"  # read when GX is imported
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX logs its set-up at INFO
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            logging.getLogger("great_expectations").setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             asset = context.data_sources.add_pandas("payouts").add_dataframe_asset("frame")

@@ -19,7 +19,7 @@ TEMPLATE = resources.files("pipelines.validation") / "templates" / "report.html.
 STATUS_TEXT = {
     "passed": "Passed: every check passed.",
     "warnings": "Passed with warnings: nothing stops the run, but look at the warnings below.",
-    "failed": "Failed: a critical check failed, so the month is not published.",
+    "failed": "Failed: a critical check failed; the run stops before anything is published.",
 }
 
 
@@ -41,10 +41,17 @@ def _observed(e: dict) -> str:
         return f"not checked: {e['error']}"
     if e["element_count"] is None:
         observed = e["observed"]
-        return ", ".join(map(str, observed)) if isinstance(observed, list) else str(observed)
+        if isinstance(observed, list):  # the columns
+            return f"{len(observed)} columns as expected" if e["success"] else ", ".join(map(str, observed))
+        return str(observed)
     null, bad = e["missing_count"], e["unexpected_count"]
     rows = e["element_count"] - null
-    text = "no rows to check" if rows == 0 else f"{bad} of {rows} rows fail" if bad else f"all {rows} rows pass"
+    if rows == 0:
+        text = "no rows to check"
+    elif bad:
+        text = f"{bad} of {rows} rows fail"
+    else:
+        text = "the 1 row passes" if rows == 1 else f"all {rows} rows pass"
     return text + (f" ({null} null, not checked)" if null else "")
 
 

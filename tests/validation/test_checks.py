@@ -4,6 +4,7 @@ each expectation that can fail fails alone on a frame made for it, with its seve
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -211,7 +212,8 @@ def test_payout_totals_disagree(x):
         f"payout totals: {columns}: 1 of 2 rows fail (e.g. EUR: {value} / {value} / {value - 1} / {value})"))]
 
 
-@pytest.mark.parametrize("pair", [("billed_summary", "billed_lines"), ("partner_share_summary", "partner_share_credits"),
+@pytest.mark.parametrize("pair", [("billed_summary", "billed_lines"),
+                                  ("partner_share_summary", "partner_share_credits"),
                                   ("clawed_back_summary", "clawed_back_clawbacks")])
 def test_currency_totals_disagree(pair):
     a, b = pair
@@ -289,5 +291,6 @@ def test_report_round_trips_through_json_and_merges():
 def test_importing_the_layer_does_not_import_great_expectations():
     code = ("import sys; import pipelines.validation.checks, pipelines.validation.report; "
             "print('great_expectations' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

@@ -73,10 +73,11 @@ BALANCE_COLUMNS = ["partner_id", "payout_currency", "opening_balance", "earnings
 
 def partner_balances() -> pl.DataFrame:
     # P1 paid 100.00 (opened at last month's 10.00); P2 new, 40.00 below the minimum; P3 carries -50.00 - 20.00
-    rows = [
-        ["P1", "USD", "10.00", "90.00", "0.00", "0.00", "0.00", "0.00", "0.00", "100.00", "0.00", "100.00", "0.00", "paid"],
-        ["P2", "USD", "0.00", "40.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "40.00", "below_minimum"],
-        ["P3", "EUR", "-50.00", "0.00", "0.00", "0.00", "20.00", "0.00", "0.00", "0.00", "0.00", "0.00", "-70.00", "negative_balance"],
+    z = "0.00"
+    rows = [  # opening, earnings, clawbacks, referral_fees, fees, adjustments, pending, gross, withholding, net
+        ["P1", "USD", "10.00", "90.00", z, z, z, z, z, "100.00", z, "100.00", z, "paid"],
+        ["P2", "USD", z, "40.00", z, z, z, z, z, z, z, z, "40.00", "below_minimum"],
+        ["P3", "EUR", "-50.00", z, z, z, "20.00", z, z, z, z, z, "-70.00", "negative_balance"],
     ]
     frame = pl.DataFrame(rows, schema=BALANCE_COLUMNS, orient="row")
     return frame.with_columns(

@@ -5,6 +5,13 @@ with rows as (
     select 'reported', source_file, row_number, record_id, report_code, report_message
     from referral_fees
     where report_code is not null
+    union all
+    -- a partner paid this month whose bank details no payment file can carry (sql/payment_routes):
+    -- finance sees it before approving. the message never holds more of an account than its last 4
+    select 'reported', $partners_file, p.row_number, r.partner_id, 'bank_details_unusable', r.unusable_message
+    from payment_routes as r
+    join partners as p on p.partner_id = r.partner_id
+    where r.unusable_reason is not null
 )
 
 select

@@ -43,6 +43,8 @@ select
     payout_method,
     account_ref,
     country,
+    bank_code,
+    account_type,
     coalesce(try_cast(withholding_tax_pct as decimal(9, 4)), 0) as withholding_tax_pct,
     status,
     case when reason_code is null and min_payout is not null then to_minor(min_payout, payout_digits) end
