@@ -193,6 +193,9 @@ def _build_context() -> Any:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # GX sets its loggers' levels when imported, and logs its set-up at INFO: the CLI prints one line
+            for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
+                logging.getLogger(name).setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             asset = context.data_sources.add_pandas("payouts").add_dataframe_asset("frame")
@@ -304,7 +307,10 @@ def raise_if_fatal(report: ValidationReport) -> None:
 def _entry(file: str, declared: dict, r: Any, params: dict, row_id: list[str], columns: list[str]) -> dict:
     kwargs = declared["kwargs"]
     cols = [] if declared["type"] in _TABLE else _columns(kwargs)
-    check = check_text(declared["type"], kwargs, params)
+    # a suite may say what an expectation checks in finance's words (meta.check, {parameter}s filled in)
+    worded = declared.get("meta", {}).get("check")
+    check = worded.format(**{k: _fmt(v) for k, v in params.items()}) if worded else \
+        check_text(declared["type"], kwargs, params)
     entry = {"type": declared["type"], "kwargs": kwargs, "severity": declared.get("severity", FATAL),
              "description": declared.get("meta", {}).get("description", ""), "check": check,
              "success": False, "error": None, "observed": None, "element_count": None,

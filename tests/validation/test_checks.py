@@ -47,7 +47,7 @@ def test_every_suite_has_a_frame_and_describes_its_expectations():
 def test_input_files_quarantine_rate_above_the_limit_is_fatal():
     frame = with_value(with_value(vf.input_files(), "rows_quarantined", 0, 30), "quarantine_bp", 0, 1500)
     assert failures(run("input_files", frame)) == [(FATAL, (
-        "input files: quarantine_bp <= max_quarantine_bp (500): 1 of 2 rows fail "
+        "input files: quarantined rows (basis points of rows read) above the limit 500 bp (program.yaml validation.max_quarantine_pct): 1 of 2 rows fail "
         "(e.g. exports/2025-03/subscription_billing.csv: 1500)"))]
 
 
@@ -62,7 +62,7 @@ def test_input_files_row_count_change_is_a_warning():
     # 200 rows against 100 before: 100 * 10000 // 100 = 10000 bp
     frame = with_value(with_value(vf.input_files(), "previous_rows", 0, 100), "change_bp", 0, 10000)
     assert failures(run("input_files", frame)) == [(WARNING, (
-        "input files: change_bp <= max_row_change_bp (5000) where previous_rows is not null: 1 of 1 rows fail "
+        "input files: rows read differ from the average of earlier months by more than 5000 bp (program.yaml validation.max_row_change_pct): 1 of 1 rows fail "
         "(e.g. exports/2025-03/subscription_billing.csv: 10000)"))]
 
 
@@ -71,7 +71,7 @@ def test_input_files_row_count_change_is_a_warning():
 def test_new_currency_is_a_warning():
     frame = with_value(with_value(vf.new_values(), "value", 1, "SEK"), "seen_before", 1, False)
     assert failures(run("new_values", frame)) == [(WARNING, (
-        "billing lines: seen_before = true where first_month = false: 1 of 3 rows fail (e.g. currency SEK)"))]
+        "billing lines: a value no earlier month had: 1 of 3 rows fail (e.g. currency SEK)"))]
 
 
 def test_nothing_is_new_in_the_first_month():
@@ -83,14 +83,14 @@ def test_large_fx_move_is_a_warning():
     # JPY 0.0060 -> 0.0067: 0.0007 * 10000 // 0.0060 = 1166 bp
     frame = with_value(with_value(vf.fx_moves(), "previous_rate", 2, "0.0060"), "move_bp", 2, 1166)
     assert failures(run("fx_moves", frame)) == [(WARNING, (
-        "fx_rates.csv: move_bp <= max_fx_move_bp (1000): 1 of 2 rows fail (e.g. JPY: 1166)"))]
+        "fx_rates.csv: the fx rate moved by more than 1000 bp since last month (program.yaml validation.max_fx_move_pct): 1 of 2 rows fail (e.g. JPY: 1166)"))]
 
 
 def test_high_unattributed_share_is_a_warning():
     frame = with_value(with_value(vf.unattributed_share(), "unattributed_minor", 0, 60000),
                        "unattributed_bp", 0, 6000)
     assert failures(run("unattributed_share", frame)) == [(WARNING, (
-        "summary.json: unattributed_bp <= max_unattributed_bp (5000): 1 of 2 rows fail (e.g. USD: 6000)"))]
+        "summary.json: the share billed to no partner is above 5000 bp (program.yaml validation.max_unattributed_pct): 1 of 2 rows fail (e.g. USD: 6000)"))]
 
 
 # --- remittance ---------------------------------------------------------------------------------

@@ -76,4 +76,4 @@ def test_banner_colours(tmp_path):
     frames = {"fx_moves": with_value(vf.fx_moves(), "move_bp", 0, 2500)}
     write_report(checks.validate(MONTH, frames, PARAMS), tmp_path / "warn")
     page = (tmp_path / "warn" / "report.html").read_text()
-    assert '<div class="banner warnings">' in page and "fx_rates.csv: move_bp &lt;= max_fx_move_bp (1000)" in page
+    assert '<div class="banner warnings">' in page and "fx_rates.csv: the fx rate moved by more than 1000 bp since last month" in page
