@@ -82,7 +82,8 @@ def _run_step(step: str, run: dict) -> dict:
     from pipelines import engine
 
     try:
-        result = getattr(engine, step)(run["data_dir"], run["out_dir"], run["month"], run=run["run_id"])
+        extra = {"restate": bool(run.get("restate"))} if step == "compute" else {}
+        result = getattr(engine, step)(run["data_dir"], run["out_dir"], run["month"], run=run["run_id"], **extra)
     except engine.PayoutError as exc:
         raise AirflowFailException(f"{step} {run['month']}: {exc}") from exc
     # XCom keeps small JSON values only.
@@ -116,6 +117,16 @@ def _run_step(step: str, run: dict) -> dict:
                 "may run."
             ),
         ),
+        "restate": Param(
+            False,
+            type="boolean",
+            title="Post restatements",
+            description=(
+                "Post the locked months' restatements (their earnings recomputed with today's reference "
+                "data, less what was computed then) as movements of this month. Off: they are only listed "
+                "in summary.json. See docs/restatement.md."
+            ),
+        ),
     },
     doc_md=__doc__,
 )
@@ -135,7 +146,8 @@ def partner_payouts():
         logging.getLogger(__name__).info("billing month %s; data %s; out %s", month, data_dir, out_dir)
         # the run's staging folder is claimed in its name: a step never works on another run's files
         run_id = f"airflow:{getattr(dag_run, 'run_id', None) or context.get('run_id')}"
-        return {"month": month, "data_dir": data_dir, "out_dir": out_dir, "run_id": run_id}
+        restate = bool((context.get("params") or {}).get("restate"))
+        return {"month": month, "data_dir": data_dir, "out_dir": out_dir, "run_id": run_id, "restate": restate}
 
     @task(retries=0)
     def check_month(run: dict) -> None:

@@ -1,6 +1,6 @@
 """`payouts`: the command line of SPEC section 6.
 
-    payouts run --month YYYY-MM [--data DIR] [--out DIR]
+    payouts run --month YYYY-MM [--data DIR] [--out DIR] [--restate]
     payouts sample [--data DIR] [--months N] [--scale N]
     payouts approve --month YYYY-MM --by NAME [--note TEXT] [--data DIR] [--out DIR] [--users FILE --password-stdin]
     payouts reopen  --month YYYY-MM --by NAME --reason TEXT [--out DIR] [--users FILE --password-stdin]
@@ -8,6 +8,7 @@
     payouts release --month YYYY-MM --by NAME [--execution-date YYYY-MM-DD] [--data DIR] [--out DIR] [...]
     payouts status [--out DIR]
     payouts verify [--month YYYY-MM] [--out DIR]
+    payouts serve [--out DIR] [--data DIR] [--users FILE] [--host H] [--port P]
     payouts users add NAME --role ROLE [--partners ID,...] [--password-stdin] [--users FILE]
     payouts users remove NAME [--users FILE]
 
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--month", required=True, help="billing month, YYYY-MM")
     run.add_argument("--data", default="data", help="input root (default: data/)")
     run.add_argument("--out", default="out", help="output root (default: out/)")
+    run.add_argument("--restate", action="store_true",
+                     help="post the locked months' restatements as movements of this month (docs/restatement.md)")
 
     sample = sub.add_parser("sample", help="write a realistic demo input tree")
     sample.add_argument("--data", default="data", help="where to write it (default: data/)")
@@ -68,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check month files against their manifests, and the audit chain")
     verify.add_argument("--month", help="one month (default: every month)")
     verify.add_argument("--out", default="out", help="output root (default: out/)")
+
+    serve = sub.add_parser("serve", help="the finance portal (docs/portal.md)")
+    serve.add_argument("--out", default="out", help="output root (default: out/)")
+    serve.add_argument("--data", default="data", help="input root that approve and release read (default: data/)")
+    serve.add_argument("--users", default=DEFAULT_USERS, help=f"users file (default: {DEFAULT_USERS})")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: 127.0.0.1; put a TLS proxy in front otherwise)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    serve.add_argument("--secure-cookies", action="store_true",
+                       help="Secure cookies and HSTS, behind a TLS proxy (or PAYOUTS_PORTAL_SECURE_COOKIES=1)")
 
     users = sub.add_parser("users", help="manage the users file of the portal")
     users_sub = users.add_subparsers(dest="users_command", required=True)
@@ -110,12 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         _print(write_sample(args.data, months=args.months, scale=args.scale, seed=args.seed))
         return 0
 
+    if args.command == "serve":
+        from pathlib import Path
+
+        from pipelines.portal import serve
+
+        serve(Path(args.out), Path(args.users), Path(args.data), host=args.host, port=args.port,
+              secure_cookies=True if args.secure_cookies else None)
+        return 0
+
     from pipelines import engine
     from pipelines.close.actions import Who
 
     try:
         if args.command == "run":
-            result = engine.run_month(args.data, args.out, args.month)
+            result = engine.run_month(args.data, args.out, args.month, restate=args.restate)
             _print({"month": args.month, "out": result["publish"]["month_dir"],
                     "net_paid": result["publish"]["net_paid"]})
         elif args.command in ("approve", "reopen", "discard", "release"):

@@ -230,13 +230,7 @@ def ingest(data_dir: Path, out_dir: Path, month: str, run: str | None = None) ->
     labels = {f.key: f.label(month) for f in ALL_INPUTS}
     params = rules.month_params(program, month, labels)
     with _work_db(out_dir, month, attach_ledger=False) as con:
-        digits = minor_units()
-        # list parameters, not an Arrow table from Python lists: pyarrow imports pandas for that, and
-        # this thread would wait seconds for it while Great Expectations is imported in the background
-        con.execute("create table currencies as select unnest($codes::varchar[]) as code, "
-                    "unnest($digits::integer[]) as digits", {"codes": list(digits), "digits": list(digits.values())})
-        con.execute("create table product_families as select unnest($f::varchar[]) as product_family",
-                    {"f": program.product_families()})
+        load.reference_lists(con, program)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="input-hash") as pool:
             hashing = pool.submit(_input_digests, data_dir, month)
             read = load.ingest_all(con, data_dir, month, stage, params)
@@ -263,9 +257,10 @@ def validate_inputs(data_dir: Path, out_dir: Path, month: str, run: str | None =
 
 
 @_timed("compute")
-def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -> dict:
-    """Apply the payout rules and write the month's files into staging, with the ledger delta; run
-    the line_reconciliation suite on the month's lines (the result gate decides on it)."""
+def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None, restate: bool = False) -> dict:
+    """Apply the payout rules and write the month's files into staging, with the ledger delta and the
+    totals the result gate checks them against. Every run recomputes the locked months' earnings with
+    today's reference data (restatement); `restate` posts the differences as movements of this month."""
     _prewarm_gx()
     program = _program(data_dir)
     ledger.check_chain(out_dir, month)
@@ -273,29 +268,31 @@ def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None) -
     month_dir = stage / "month"
     if month_dir.exists():
         shutil.rmtree(month_dir)
+    context = {"program": program, "out_dir": out_dir, "data_dir": data_dir, "stage": stage, "restate": restate,
+               "locked_months": [s.month for s in states.months(out_dir) if s.locked and s.month < month],
+               "duckdb_settings": duckdb_settings()}
     with _work_db(out_dir, month) as con:
         labels = {f.key: f.label(month) for f in ALL_INPUTS}
         params = rules.month_params(program, month, labels)
         t0 = time.perf_counter()
-        balances = rules.run_rules(con, program, params)
-        t1 = t2 = time.perf_counter()
+        balances = rules.run_rules(con, context, params)
+        t1 = time.perf_counter()
         file_rows = {
             k: {"source_file": s, "read": int(r)}
             for k, s, r in con.execute("select file, source_file, rows_read from file_rows").fetchall()
         }
-        context = {"program": program}
         written = outputs.write_month(con, month_dir, params, file_rows, context)
         (stage / BANK_DETAILS).write_text(json.dumps(context["bank_details"], sort_keys=True))
         gates.gate_totals(con, stage, params)  # while compute's tables are in memory
         con.execute("drop table line_totals")  # 10M rows nothing reads again: memory for the ledger delta
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         delta = stage / LEDGER_DELTA
         if delta.exists():
             shutil.rmtree(delta)
         delta.mkdir(parents=True)
         relations.run(con, "ledger", params, {"delta_dir": delta})
-        log.info("compute %s: rules %.1f s, balances %.1f s, outputs %.1f s, ledger delta %.1f s",
-                 month, t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
+        log.info("compute %s: rules %.1f s, outputs %.1f s, ledger delta %.1f s",
+                 month, t1 - t0, t2 - t1, time.perf_counter() - t2)
     # what the ledger ended at when this month was computed: publish refuses if it moved since
     (stage / LEDGER_BASE).write_text(json.dumps({"stamp": ledger.stamp(out_dir)}))
     return {**balances, **written, "month_dir": str(month_dir)}
@@ -344,9 +341,10 @@ def _prewarm_gx() -> None:
     gates.prewarm()
 
 
-def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
+def run_month(data_dir: str | Path, out_dir: str | Path, month: str, restate: bool = False) -> dict:
     """Everything `payouts run --month` does, holding the output root's lock from start to end; on
-    failure the published outputs and ledger are unchanged."""
+    failure the published outputs and ledger are unchanged. `restate` posts the locked months'
+    restatements (docs/restatement.md)."""
     _prewarm_gx()  # overlaps the import with ingest, which runs in DuckDB (outside the GIL)
     steps = (prepare, ingest, validate_inputs, compute, validate_results, publish)
     run = cli_run_id()
@@ -356,7 +354,8 @@ def run_month(data_dir: str | Path, out_dir: str | Path, month: str) -> dict:
         with command(out_dir, f"payouts run --month {month}"):
             try:
                 for step in steps:
-                    results[step.__name__] = step(data_dir, out_dir, month, run=run)
+                    extra = {"restate": restate} if step is compute else {}
+                    results[step.__name__] = step(data_dir, out_dir, month, run=run, **extra)
             except BaseException:
                 _drop_failed_run(out_dir, month, run)
                 raise

@@ -212,7 +212,7 @@ def test_runs_one_at_a_time_without_catchup(dag):
 
 
 def test_billing_month_param(dag):
-    assert dag["params"] == {"billing_month": None}
+    assert dag["params"] == {"billing_month": None, "restate": False}
     schema = dag["param_schema"]["billing_month"]
     assert set(schema["type"]) == {"null", "string"}
     assert schema["pattern"] == r"^[0-9]{4}-(0[1-9]|1[0-2])$"

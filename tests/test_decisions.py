@@ -4,8 +4,9 @@ One input tree, three months (2025-03, 2025-04, 2025-05), is built and run once 
 test reads the outputs for its question. Every expected number is worked out by hand in the comments
 from SPEC section 2 and the fixture program (platform partner_led 0.25; project bands 0.70 up to
 50,000; company_led 0.40; level uplift certified 0.025, strategic 0.05; referral qualified_lead 500;
-minimum 50 USD), with `holding_days` set to 5 here: an earning dated on or before the 26th of a
-month is payable in that month, one dated later waits for the next month. Everything is in USD.
+minimum 50 USD), with `holding_days` set to 5 here: an earning is payable in a month's run when its
+date + 5 days is on or before the month's last day (in March: dated up to 03-26), else it waits for the
+next month. Everything is in USD.
 
 Partners and what they are for:
   P1  customer C1: refunds and chargebacks (questions 1 and 8)

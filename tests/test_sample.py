@@ -29,7 +29,7 @@ MONTHS = ["2025-01", "2025-02", "2025-03"]
 # Column lists exactly as SPEC section 1 gives them.
 SPEC_HEADERS = {
     "reference/partners.csv": "partner_id, name, payout_currency, payout_method, account_ref, country, "
-                              "withholding_tax_pct, status, min_payout",
+                              "withholding_tax_pct, status, min_payout, bank_code, account_type",
     "reference/partner_levels.csv": "partner_id, level, effective_from",
     "reference/attributions.csv": "claim_id, customer_id, partner_id, source, engagement_type, credit_pct, "
                                   "valid_from, valid_to, status",
@@ -43,6 +43,7 @@ SPEC_HEADERS = {
     "referral_events.csv": "event_id, partner_id, customer_id, deal_id, event_type, event_date, "
                            "first_year_contract_value, currency",
     "partner_fees.csv": "fee_id, partner_id, fee_date, fee_type, currency, amount",
+    "adjustments.csv": "adjustment_id, partner_id, currency, amount, reason, entered_by",
 }
 EXPORTS = ["subscription_billing.csv", "project_billing.csv", "referral_events.csv", "partner_fees.csv"]
 
@@ -300,6 +301,7 @@ def test_tree_and_headers(sample):
     expected = ["reference/attributions.csv", "reference/fx_rates.csv", "reference/partner_levels.csv",
                 "reference/partners.csv", "reference/program.yaml"]
     expected += [f"exports/{m}/{f}" for m in MONTHS for f in EXPORTS]
+    expected += ["exports/2025-02/adjustments.csv"]  # the second month's corrections
     assert all_files(root) == sorted(expected)
     for rel in all_files(root):
         if rel.endswith(".csv"):

@@ -6,6 +6,7 @@ output root's lock (engine.command); these functions never run a month.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,26 @@ def approve(out_dir: Path, data_dir: Path, month: str, who: Who, note: str = "")
         "totals": _totals(folder),
         "warnings": [f"{r} changed since {month} was computed (see restatement)" for r in reference],
     }
+    _keep_exports(out_dir, data_dir, month)
     detail = f"manifest {approval['manifest_sha256']}" + (f"; note: {note}" if note else "")
     line = transact(out_dir, "approve", month, actor, detail, {"approval": approval})
     return approval | {"audit_line_sha256": line.sha256}
+
+
+def _keep_exports(out_dir: Path, data_dir: Path, month: str) -> None:
+    """Copy the month's exports (the ones its manifest lists, checked) where the ledger keeps them for
+    restatement; `states._apply` moves the copy into place when the approval commits."""
+    inputs = (read_json(out_dir / month / MANIFEST) or {}).get("inputs", {})
+    partial = ledger.kept_exports(out_dir, month).with_name(f"{month}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    for label, entry in sorted(inputs.items()):
+        if label.startswith(f"exports/{month}/"):
+            dest = partial / Path(label).name
+            shutil.copyfile(data_dir / label, dest)
+            if sha256_file(dest) != entry["sha256"]:
+                raise refuse(out_dir, "unknown", "approve", month, f"{label} changed while it was being kept")
 
 
 def reopen(out_dir: Path, month: str, who: Who, reason: str) -> dict:

@@ -196,6 +196,10 @@ def _apply(out_dir: Path, action: str, month: str, payload: dict) -> None:
     """The file changes of a committed transition; safe to run twice."""
     folder = out_dir / month
     if action == "approve":
+        kept = ledger.kept_exports(out_dir, month)
+        partial = kept.with_name(f"{month}.partial")
+        if partial.exists() and not kept.exists():
+            os.replace(partial, kept)  # the exports the month was computed from, for restatement
         if not (folder / APPROVAL).exists():
             os.chmod(folder, 0o755)
             _write_json(folder / APPROVAL, payload["approval"] | {"audit_line_sha256": payload["audit_line_sha256"]})
@@ -204,6 +208,7 @@ def _apply(out_dir: Path, action: str, month: str, payload: dict) -> None:
         if folder.exists():
             set_read_only(folder, False)
             (folder / APPROVAL).unlink(missing_ok=True)
+        shutil.rmtree(ledger.kept_exports(out_dir, month), ignore_errors=True)
     elif action == "discard":
         ledger.discard_month(out_dir, month)
         if folder.exists():

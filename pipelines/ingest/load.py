@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from pipelines.ingest import csv_reader
 from pipelines.rules import relations
+from pipelines.core.money import minor_units
 from pipelines.ingest.files import ALL_INPUTS, InputFile
 
 log = logging.getLogger(__name__)
@@ -307,6 +308,18 @@ def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile, target: str | None 
     cols = ", ".join(f'null::varchar as "{c}"' for c in f.columns)
     con.execute(f"create or replace temp table {target or 'raw_' + f.key} as "
                 f"select null::bigint as row_number, {cols} limit 0")
+
+
+def reference_lists(con: duckdb.DuckDBPyConnection, program) -> None:
+    """The tables the type checks look codes up in: `currencies` (ISO 4217 with minor digits) and
+    `product_families` (the rate card's keys)."""
+    digits = minor_units()
+    # list parameters, not an Arrow table from Python lists: pyarrow imports pandas for that, and
+    # this thread would wait seconds for it while Great Expectations is imported in the background
+    con.execute("create or replace table currencies as select unnest($codes::varchar[]) as code, "
+                "unnest($digits::integer[]) as digits", {"codes": list(digits), "digits": list(digits.values())})
+    con.execute("create or replace table product_families as select unnest($f::varchar[]) as product_family",
+                {"f": program.product_families()})
 
 
 def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:

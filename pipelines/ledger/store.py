@@ -70,6 +70,13 @@ TABLES: dict[str, str] = {
     ),
     # rows read from each input file (the input gate compares a month with earlier ones)
     "input_rows": "billing_month varchar, file varchar, rows_read bigint",
+    # restatement (docs/restatement.md): each month's earnings as computed, the fx rates it used, and
+    # the differences later months posted for it
+    "earnings": "billing_month varchar, partner_id varchar, currency varchar, kind varchar, amount_minor hugeint",
+    "month_rates": "billing_month varchar, currency varchar, rate decimal(22, 10)",
+    "restatements": (
+        "billing_month varchar, partner_id varchar, locked_month varchar, currency varchar, amount_minor hugeint"
+    ),
     # the folder (relative to the output root) holding each month's PARQUET_TABLES
     "month_files": "billing_month varchar, dir varchar",
 }
@@ -77,7 +84,7 @@ TABLES: dict[str, str] = {
 
 def columns(table: str) -> list[tuple[str, str]]:
     """(name, type) of a ledger table's columns, from TABLES."""
-    return [tuple(c.split(" ", 1)) for c in re.split(r",\s*(?=[a-z_]+ [a-z])", TABLES[table])]
+    return [tuple(c.split(" ", 1)) for c in re.split(r",\s*(?=[a-z_][a-z0-9_]* [a-z])", TABLES[table])]
 
 
 def ledger_path(out_dir: Path) -> Path:
@@ -122,6 +129,28 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
             typed = ", ".join(f'"{c}"::{t} as "{c}"' for c, t in columns(name))
             sql += f" union all select {typed} from read_parquet([{files}])"
         con.execute(f"create view ledger.{name} as {sql}")
+
+
+def attach_replay(con: duckdb.DuckDBPyConnection, delta_dirs: list[Path]) -> None:
+    """`ledger.<table>` as views over the given months' ledger deltas (`<dir>/<table>.parquet`, the
+    files the ledger step writes) and nothing else: a restatement recomputes locked months in order,
+    each against the ones recomputed before it."""
+    con.execute("attach ':memory:' as ledger")
+    for name in TABLES:
+        files = [str(Path(d) / f"{name}.parquet") for d in delta_dirs if (Path(d) / f"{name}.parquet").exists()]
+        typed = ", ".join(f'"{c}"::{t} as "{c}"' for c, t in columns(name))
+        if files:
+            sql = f"select {typed} from read_parquet([{', '.join(sql_literal(f) for f in files)}])"
+        else:
+            sql = "select " + ", ".join(f'null::{t} as "{c}"' for c, t in columns(name)) + " limit 0"
+        con.execute(f"create view ledger.{name} as {sql}")
+
+
+KEPT_DIR = "kept"  # <out>/ledger_files/kept/<month>/: a locked month's exports, for restatement
+
+
+def kept_exports(out_dir: Path, month: str) -> Path:
+    return Path(out_dir) / FILES_DIR / KEPT_DIR / month
 
 
 def latest_month(out_dir: Path) -> str | None:
@@ -247,7 +276,7 @@ def apply_month(out_dir: Path, delta_dir: Path, month: str, manifest_sha256: str
     # after the commit: folders no committed month names (the month's previous files on a rerun, or
     # those of a publish that died before its commit) are never read again
     for d in sorted((out_dir / FILES_DIR).iterdir()):
-        if f"{FILES_DIR}/{d.name}" not in kept:
+        if f"{FILES_DIR}/{d.name}" not in kept and d.name != KEPT_DIR:
             shutil.rmtree(d)
 
 

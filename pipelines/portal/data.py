@@ -258,6 +258,10 @@ class Store:
                 out[pid] = rel
         return out
 
+    def statement_rel(self, month: str, partner_id: str) -> str | None:
+        rel = f"statements/{statement_filename(partner_id)}"
+        return rel if rel in self.files(month) else None
+
     def statement(self, month: str, partner_id: str) -> tuple[list[str], list[dict[str, str]]] | None:
         rel = f"statements/{statement_filename(partner_id)}"
         if rel not in self.files(month):

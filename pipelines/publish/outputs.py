@@ -244,6 +244,13 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
         identities.append({"name": f"{f.key}: read = used + quarantined", "holds": read == used[f.key] + q,
                            "lhs": read, "rhs": used[f.key] + q})
 
+    restatement = [
+        {"partner_id": pid, "locked_month": locked, "currency": cur, "difference": format_minor(diff, d),
+         "posted": bool(posted)}
+        for pid, locked, cur, d, diff, posted in con.execute(
+            """select partner_id, locked_month, currency, digits, difference_minor, posted
+               from restatement_differences order by partner_id, locked_month, currency""").fetchall()]
+
     failed = [i["name"] for i in identities if not i["holds"]]
     if failed:
         raise IdentityFailed("control totals do not reconcile: " + "; ".join(failed))
@@ -254,6 +261,7 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
         "by_payout_currency": payouts,
         "files": files,
         "identities": identities,
+        "restatement": restatement,
     }
 
 

@@ -259,12 +259,22 @@ def bound(rel: Relation, params: dict) -> dict:
     return {k: params[k] for k in rel.parameters}
 
 
-def run(con: duckdb.DuckDBPyConnection, step: str, params: dict, context: dict | None = None) -> dict[str, int]:
-    """Build every relation of `step` in dependency order; returns rows built (or quarantined) per
-    relation. `context` is handed to python relations (the program, the delta folder, ...)."""
+def run(con: duckdb.DuckDBPyConnection, step: str, params: dict, context: dict | None = None,
+        only: set[str] | None = None) -> dict[str, int]:
+    """Build every relation of `step` in dependency order (with `only`, just those and what they need
+    within the step); returns rows built (or quarantined) per relation. `context` is handed to python
+    relations (the program, the delta folder, ...)."""
     g = graph()
     built: dict[str, int] = {}
     order = g.order(step)
+    if only is not None:
+        needed, todo = set(), set(only)
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                todo |= g.dependencies(g.relations[name])
+        order = [r for r in order if r.name in needed]
     readers = {r.name: {o.name for o in g.relations.values() if set(r.makes) & o.names()} for r in order
                if r.free_after_use}
     done: set[str] = set()

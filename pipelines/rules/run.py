@@ -12,7 +12,6 @@ import duckdb
 
 from pipelines.core.money import minor_units
 from pipelines.core.months import BillingMonth
-from pipelines.core.program import Program
 from pipelines.rules import relations
 
 
@@ -32,8 +31,9 @@ def month_params(program: Program, month: str, labels: dict[str, str]) -> dict:
     }
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, program: Program, params: dict) -> dict:
-    """Build the rules' relations; returns the balances' counts (partners, paid, held)."""
-    context: dict = {"program": program}
+def run_rules(con: duckdb.DuckDBPyConnection, context: dict, params: dict) -> dict:
+    """Build the rules' relations; `context` carries the program and what restatement needs (the
+    output and data roots, the staging folder, the locked months, whether to post). Returns the
+    balances' counts (partners, paid, held)."""
     relations.run(con, "rules", params, context)
     return context["balances"]

@@ -34,6 +34,7 @@ from pipelines.validation.checks import GateFailed, ValidationReport
 
 log = logging.getLogger(__name__)
 
+MONEY = pl.Int128  # minor units: a real amount can pass 64 bits (tests/test_rules.py)
 INPUT_REPORT = "validation_inputs.json"
 INPUT_HISTORY = "validation_input_files.json"  # each file's label and rows read in earlier months
 GATE_TOTALS = "gate_totals.json"
@@ -155,7 +156,7 @@ def result_gate(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path, mont
     rem = remittance.to_dicts()
     remittance_frame = remittance.with_columns(
         pl.Series("expected_reference", [f"PO-{compact}-{unsafe_text(r['partner_id'])}" for r in rem], pl.String),
-        pl.Series("gross_minor", [_minor(r["gross_amount"], d_of(r["payout_currency"])) for r in rem], pl.Int64),
+        pl.Series("gross_minor", [_minor(r["gross_amount"], d_of(r["payout_currency"])) for r in rem], MONEY),
         pl.Series("amount_digits_ok", [all(_digits_ok(r[c], d_of(r["payout_currency"])) for c in REMITTANCE_AMOUNTS)
                                        for r in rem], pl.Boolean),
         pl.Series("paid_in_balances", [status.get(unsafe_text(r["partner_id"])) == "paid" for r in rem], pl.Boolean),
@@ -167,10 +168,10 @@ def result_gate(con: duckdb.DuckDBPyConnection, out_dir: Path, stage: Path, mont
         for r in previous.to_dicts()}
     bal = balances.to_dicts()
     balances_frame = balances.with_columns(
-        pl.Series("closing_minor", [_minor(r["closing_balance"], d_of(r["payout_currency"])) for r in bal], pl.Int64),
-        pl.Series("gross_minor", [_minor(r["gross_paid"], d_of(r["payout_currency"])) for r in bal], pl.Int64),
-        pl.Series("opening_minor", [_minor(r["opening_balance"], d_of(r["payout_currency"])) for r in bal], pl.Int64),
-        pl.Series("previous_closing_minor", [prev_closing.get(unsafe_text(r["partner_id"])) for r in bal], pl.Int64),
+        pl.Series("closing_minor", [_minor(r["closing_balance"], d_of(r["payout_currency"])) for r in bal], MONEY),
+        pl.Series("gross_minor", [_minor(r["gross_paid"], d_of(r["payout_currency"])) for r in bal], MONEY),
+        pl.Series("opening_minor", [_minor(r["opening_balance"], d_of(r["payout_currency"])) for r in bal], MONEY),
+        pl.Series("previous_closing_minor", [prev_closing.get(unsafe_text(r["partner_id"])) for r in bal], MONEY),
         pl.Series("amount_digits_ok", [all(_digits_ok(r[c], d_of(r["payout_currency"])) for c in BALANCE_AMOUNTS)
                                        for r in bal], pl.Boolean),
     )
@@ -234,7 +235,7 @@ def _payout_totals(remittance: pl.DataFrame, balances: pl.DataFrame, summary: di
         rows.append(row)
     columns = ["currency"] + [f"{x}_{src}" for x in ("gross", "withholding", "net")
                               for src in ("remittance", "balances", "summary", "ledger")]
-    return pl.DataFrame(rows, schema={c: (pl.String if c == "currency" else pl.Int64) for c in columns})
+    return pl.DataFrame(rows, schema={c: (pl.String if c == "currency" else MONEY) for c in columns})
 
 
 def _currency_totals(summary: dict, rows: list[dict], d_of) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -256,8 +257,8 @@ def _currency_totals(summary: dict, rows: list[dict], d_of) -> tuple[pl.DataFram
     t_cols = ["currency", "billed_summary", "billed_lines", "partner_share_summary", "partner_share_credits",
               "clawed_back_summary", "clawed_back_clawbacks"]
     u_cols = ["currency", "billed_minor", "unattributed_minor", "unattributed_bp"]
-    return (pl.DataFrame(totals, schema={c: (pl.String if c == "currency" else pl.Int64) for c in t_cols}),
-            pl.DataFrame(unattributed, schema={c: (pl.String if c == "currency" else pl.Int64) for c in u_cols}))
+    return (pl.DataFrame(totals, schema={c: (pl.String if c == "currency" else MONEY) for c in t_cols}),
+            pl.DataFrame(unattributed, schema={c: (pl.String if c == "currency" else MONEY) for c in u_cols}))
 
 
 def _previous_balances(con: duckdb.DuckDBPyConnection, out_dir: Path, month: str) -> pl.DataFrame | None:

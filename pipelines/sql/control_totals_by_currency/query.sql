@@ -13,7 +13,14 @@ fees_by as (
 ),
 
 adjustments_by as (
-    select currency, sum(amount_minor) as total from month_adjustments group by all
+    -- adjustments and the restatements this month posted
+    select currency, sum(amount_minor) as total
+    from (
+        select currency, amount_minor from month_adjustments
+        union all
+        select currency, difference_minor from restatement_differences where posted
+    )
+    group by all
 ),
 
 per_currency as (

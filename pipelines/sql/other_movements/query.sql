@@ -3,7 +3,7 @@
 -- partner's side (+ the company owes the partner, - the partner owes the company), in minor units
 -- of the movement's own currency. referral fees become payable in the month of date + holding_days;
 -- clawbacks, fees and adjustments at once. fees are netted only when net_fees is true; adjustments
--- always (SPEC section 7), with their reason as the note.
+-- always (SPEC section 7), with their reason as the note; posted restatements likewise.
 select *, payable_month <= $billing_month as payable
 from (
 select
@@ -95,4 +95,29 @@ select
     null,
     reason || ' (entered by ' || entered_by || ')'
 from month_adjustments
+union all
+-- a posted restatement (payouts run --restate): the difference a locked month's earnings show when
+-- recomputed with today's reference data, payable at once (pipelines/rules/restatement.py)
+select
+    $billing_month,
+    'restatement:' || locked_month || ':' || partner_id || ':' || currency,
+    partner_id,
+    'restatement',
+    null,
+    currency,
+    digits,
+    difference_minor,
+    $billing_month,
+    true,
+    null,
+    locked_month,
+    null,
+    null,
+    null,
+    null,
+    null,
+    locked_month,
+    note
+from restatement_differences
+where posted
 )
