@@ -1,7 +1,7 @@
 # Thin aliases for dev.py (which needs only Python 3.11 and pip).
 PY ?= python3
 
-.PHONY: up setup test bench test-cluster clean
+.PHONY: up setup test bench test-cluster portal clean
 up:
 	$(PY) dev.py up
 setup:
@@ -12,5 +12,7 @@ bench:
 	$(PY) dev.py bench $(N)
 test-cluster:
 	$(PY) dev.py test-cluster
+portal:
+	$(PY) dev.py portal
 clean:
-	rm -rf out data airflow-home bench-out .pytest_cache
+	rm -rf out data airflow-home bench-out .pytest_cache users.yaml portal-demo-users.txt

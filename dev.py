@@ -6,6 +6,7 @@
     python3 dev.py setup         only create .venv and install the locked dependencies
     python3 dev.py bench [N...]  benchmark `payouts run` against the bare DuckDB scan (default 1000000 10000000)
     python3 dev.py test-cluster  the production compose services as local processes (needs PostgreSQL + Redis)
+    python3 dev.py portal        the finance portal on the sample months (after `up`), with demo users
 
 The Makefile has the same targets for those who have make.
 """
@@ -71,7 +72,10 @@ def up() -> None:
     data = Path(env["PAYOUTS_DATA"])
     if not (data / "reference" / "program.yaml").exists():
         sh(VENV / "bin" / "payouts", "sample", "--data", data, "--months", str(SAMPLE_MONTHS))
-    months = sorted(p.name for p in (data / "exports").iterdir() if p.is_dir())
+    out = Path(env["PAYOUTS_OUT"])
+    computed = {p.name for p in out.glob("*") if p.is_dir()}
+    # months already computed stay as they are (a month before the latest may not run again)
+    months = sorted(p.name for p in (data / "exports").iterdir() if p.is_dir() and p.name not in computed)
     if (ROOT / "dags" / "partner_payouts.py").exists():
         sh(VENV / "bin" / "airflow", "db", "migrate", env=env)
         for month in months:
@@ -80,7 +84,6 @@ def up() -> None:
     else:
         for month in months:
             sh(VENV / "bin" / "payouts", "run", "--month", month, "--data", data, "--out", env["PAYOUTS_OUT"])
-    out = Path(env["PAYOUTS_OUT"])
     print(f"\nDone: {len(months)} months computed. Remittance files:")
     for month in months:
         print(f"  {out / month / 'remittance.csv'}")
@@ -104,6 +107,36 @@ def test_cluster(args: list[str]) -> None:
     sh(PY, "-m", "pytest", "-q", "-m", "cluster", "tests/cluster", *args)
 
 
+DEMO_USERS = (("finance", "approver", ""), ("auditor", "viewer", ""), ("pm", "partner_manager", "PRT-0001,PRT-0002"))
+
+
+def portal(args: list[str]) -> None:
+    """`payouts serve` on the embedded default's out/ (running `up` first when it is empty), with a
+    users file of demo users whose random passwords are printed and kept in portal-demo-users.txt."""
+    setup()
+    env = airflow_env()
+    out, data = Path(env["PAYOUTS_OUT"]), Path(env["PAYOUTS_DATA"])
+    if not any(p.is_dir() and p.name[:4].isdigit() for p in out.glob("*")):
+        up()
+    users = ROOT / "users.yaml"
+    note = ROOT / "portal-demo-users.txt"
+    if not users.exists():
+        import secrets
+
+        lines = []
+        for name, role, partners in DEMO_USERS:
+            password = secrets.token_urlsafe(12)
+            cmd = [str(VENV / "bin" / "payouts"), "users", "add", name, "--role", role, "--password-stdin",
+                   "--users", str(users), "--out", str(out)] + (["--partners", partners] if partners else [])
+            subprocess.run(cmd, input=password + "\n", text=True, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            lines.append(f"{name:<8} {role:<16} {password}")
+        note.write_text("demo users of the portal (user, role, password)\n" + "\n".join(lines) + "\n")
+        note.chmod(0o600)
+    print(note.read_text())
+    print("portal: http://127.0.0.1:8765  (Ctrl-C stops it)", flush=True)
+    sh(VENV / "bin" / "payouts", "serve", "--out", out, "--data", data, "--users", users, *args)
+
+
 def main() -> None:
     task, *rest = sys.argv[1:] or ["help"]
     if task == "setup":
@@ -116,6 +149,8 @@ def main() -> None:
         bench(rest)
     elif task == "test-cluster":
         test_cluster(rest)
+    elif task == "portal":
+        portal(rest)
     else:
         print(__doc__)
         sys.exit(0 if task == "help" else 2)

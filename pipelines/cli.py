@@ -137,7 +137,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "run":
-            result = engine.run_month(args.data, args.out, args.month, restate=args.restate)
+            display = None
+            if sys.stderr.isatty() and not args.verbose:
+                from pipelines.progress import StepDisplay
+
+                display = StepDisplay(args.month)
+            try:
+                result = engine.run_month(args.data, args.out, args.month, restate=args.restate, progress=display)
+            finally:
+                if display is not None:
+                    display.close()
             _print({"month": args.month, "out": result["publish"]["month_dir"],
                     "net_paid": result["publish"]["net_paid"]})
         elif args.command in ("approve", "reopen", "discard", "release"):

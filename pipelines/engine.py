@@ -21,7 +21,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -341,12 +341,17 @@ def _prewarm_gx() -> None:
     gates.prewarm()
 
 
-def run_month(data_dir: str | Path, out_dir: str | Path, month: str, restate: bool = False) -> dict:
+STEPS = ("prepare", "ingest", "validate_inputs", "compute", "validate_results", "publish")
+
+
+def run_month(data_dir: str | Path, out_dir: str | Path, month: str, restate: bool = False,
+              progress: Callable[[str, dict | None], None] | None = None) -> dict:
     """Everything `payouts run --month` does, holding the output root's lock from start to end; on
     failure the published outputs and ledger are unchanged. `restate` posts the locked months'
-    restatements (docs/restatement.md)."""
+    restatements (docs/restatement.md). `progress(step, None)` is called as a step starts and
+    `progress(step, result)` when it ends (the CLI's display on a terminal)."""
     _prewarm_gx()  # overlaps the import with ingest, which runs in DuckDB (outside the GIL)
-    steps = (prepare, ingest, validate_inputs, compute, validate_results, publish)
+    steps = tuple(globals()[name] for name in STEPS)
     run = cli_run_id()
     out_dir = Path(out_dir)
     results = {}
@@ -355,7 +360,11 @@ def run_month(data_dir: str | Path, out_dir: str | Path, month: str, restate: bo
             try:
                 for step in steps:
                     extra = {"restate": restate} if step is compute else {}
+                    if progress:
+                        progress(step.__name__, None)
                     results[step.__name__] = step(data_dir, out_dir, month, run=run, **extra)
+                    if progress:
+                        progress(step.__name__, results[step.__name__])
             except BaseException:
                 _drop_failed_run(out_dir, month, run)
                 raise

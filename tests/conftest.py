@@ -1,9 +1,23 @@
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Airflow reads its configuration once per process, when first imported: every test process gets an
+# isolated one (a temporary home with SQLite, the repository's dags/, no examples) before any test
+# imports Airflow in process (tests/test_dag_integrity.py). Tests that start Airflow in a subprocess
+# set their own environment.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="payouts-tests-airflow-")
+os.environ.update(
+    AIRFLOW_HOME=_AIRFLOW_HOME,
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+)
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 

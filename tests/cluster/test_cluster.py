@@ -108,6 +108,7 @@ def _test_env_file() -> dict[str, str]:
         AIRFLOW_FERNET_KEY=Fernet.generate_key().decode(),
         AIRFLOW_JWT_SECRET=secrets.token_urlsafe(48),
         AIRFLOW_API_SECRET_KEY=secrets.token_urlsafe(48),
+        PAYOUTS_PORTAL_SECRET=secrets.token_urlsafe(48),
         AIRFLOW_UID=str(os.getuid()),
     )
     missing = [k for k, v in env.items() if v == ""]
