@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -34,13 +33,12 @@ from pipelines.ledger import store as ledger
 from pipelines.publish import outputs
 from pipelines.rules import relations
 from pipelines.validation import gates
+from pipelines.core.months import BillingMonth, BillingMonthError
 from pipelines.core.program import Program, ProgramError, load_program
-from pipelines.core.money import minor_units
 from pipelines.ingest.files import ALL_INPUTS, PROGRAM_RELPATH
 
 log = logging.getLogger(__name__)
 
-_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 LEDGER_BASE = "ledger_base.json"
 LEDGER_DELTA = "ledger_delta"
 INPUTS = "inputs.json"  # sha256 and size of every input file, as ingest read them (for the manifest)
@@ -51,8 +49,16 @@ class PayoutError(RuntimeError):
     """The run was refused or failed; the message is one line, for standard error."""
 
 
+def _is_month(month: str) -> bool:
+    try:
+        BillingMonth.parse(month)
+    except BillingMonthError:
+        return False
+    return True
+
+
 def _month(month: str) -> str:
-    if not isinstance(month, str) or not _MONTH.fullmatch(month):
+    if not isinstance(month, str) or not _is_month(month):
         raise PayoutError(f"billing month {month!r} is not YYYY-MM")
     return month
 

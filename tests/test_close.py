@@ -4,7 +4,6 @@ in the middle of an approval, and commands that meet on one output root."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -33,7 +33,6 @@ def probe() -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     t0 = time.monotonic()
-    from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     parse_seconds = time.monotonic() - t0

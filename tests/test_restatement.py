@@ -11,7 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 from builders import build, claim, partner, read_rows, sub
 
 from pipelines import engine

@@ -1,9 +1,7 @@
 """Secrets and spreadsheet safety: account references and formula injection."""
 
-import csv
 import subprocess
 import sys
-from pathlib import Path
 
 from builders import build, claim, partner, proj, read_rows, sub
 

@@ -16,7 +16,6 @@ import shutil
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from pipelines.close import audit
 from pipelines.close.actions import Who, _authorise
 from pipelines.close.states import APPROVED, MANIFEST, read_json, refuse, state, months, transact
 from pipelines.core.money import minor_units, to_minor

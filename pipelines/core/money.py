@@ -45,6 +45,11 @@ def format_minor(minor: int, digits: int) -> str:
     return f"{sign}{m // 10**digits}.{m % 10**digits:0{digits}d}"
 
 
+def format_amount(minor: int, currency: str) -> str:
+    """Minor units of `currency` as text with exactly its ISO 4217 digits: (-3050, 'USD') -> '-30.50'."""
+    return format_minor(minor, minor_units()[currency])
+
+
 def format_fraction(value: Fraction, digits: int) -> str:
     """An exact amount in major units, rounded half away from zero to `digits` decimals, as text."""
     return format_minor(round_half_away(Fraction(value) * 10**digits), digits)

@@ -19,7 +19,6 @@ See ``docs/sample-data.md`` for what the data contains and which rows are bad on
 
 from __future__ import annotations
 
-import calendar
 import csv
 import io
 import random
@@ -28,6 +27,9 @@ import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+
+from pipelines.core.money import format_amount, minor_units
+from pipelines.core.months import BillingMonth, add_months
 
 __all__ = ["write_sample", "HEADERS", "BAD_ROW_KINDS"]
 
@@ -129,7 +131,6 @@ payer:                              # who pays, for payment files (SPEC section 
 """
 
 CURRENCIES = ["USD", "EUR", "GBP", "JPY"]
-DECIMALS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
 # Rough value of one USD cent in each currency's minor unit, as an integer ratio (num, den):
 # EUR 0.92, GBP 0.79, JPY 1.50 yen per cent. Used only to make amounts look plausible.
 USD_CENT_TO_MINOR = {"USD": (1, 1), "EUR": (92, 100), "GBP": (79, 100), "JPY": (150, 100)}
@@ -153,42 +154,41 @@ _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Month:
+    """A generated month: its place in the sample (`index`) and the billing month (core.months)."""
+
     index: int
-    start: date
+    month: BillingMonth
 
     @property
-    def days(self) -> int:
-        return calendar.monthrange(self.start.year, self.start.month)[1]
+    def start(self) -> date:
+        return self.month.first_day
 
     @property
     def end(self) -> date:
-        return self.start.replace(day=self.days)
+        return self.month.last_day
+
+    @property
+    def days(self) -> int:
+        return self.month.days
 
     @property
     def key(self) -> str:  # 2025-01
-        return f"{self.start.year:04d}-{self.start.month:02d}"
+        return str(self.month)
 
     @property
     def compact(self) -> str:  # 202501
-        return f"{self.start.year:04d}{self.start.month:02d}"
+        return self.month.compact
 
     def day(self, d: int) -> date:
         return self.start + timedelta(days=d - 1)
 
 
-def _add_months(d: date, n: int) -> date:
-    y, m = divmod(d.year * 12 + d.month - 1 + n, 12)
-    return date(y, m + 1, min(d.day, calendar.monthrange(y, m + 1)[1]))
+_add_months = add_months
 
 
 def fmt_money(minor: int, currency: str) -> str:
     """Integer minor units -> decimal string with exactly the currency's digits."""
-    dp = DECIMALS.get(currency, 2)
-    if dp == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    q, r = divmod(abs(minor), 10 ** dp)
-    return f"{sign}{q}.{r:0{dp}d}"
+    return format_amount(minor, currency)
 
 
 def _to_minor(usd_cents: int, currency: str) -> int:
@@ -675,7 +675,7 @@ def _subscription_bad_rows(m: Month, specials: dict, width: int) -> list[str]:
         line(x(10), f"INV-{k}-X00010", mid, *good, "USD", "-25.00", "charge", ""),
         line(x(11), f"CN-{k}-X00011", m.end.isoformat(), row0["customer_id"], row0["subscription_id"],
              row0["subscription_start"], row0["family"], row0["cur"],
-             fmt_money(-(row0["om"] + 10 ** DECIMALS[row0["cur"]]), row0["cur"]), "refund",
+             fmt_money(-(row0["om"] + 10 ** minor_units()[row0["cur"]]), row0["cur"]), "refund",
              row0["line_id"]),
         line(x(12), f"CN-{k}-X00012", m.end.isoformat(), row2["customer_id"], row2["subscription_id"],
              row2["subscription_start"], row2["family"], other_cur, "-10.00", "refund", row2["line_id"]),
@@ -732,7 +732,7 @@ def _projects(rng: random.Random, months: list[Month], partner_ids: list[str], i
     def add(et, cur, cv_major, pct="", partner=None, cents=0):
         projects.append({
             "id": f"PRJ-{len(projects) + 1:04d}", "et": et, "cur": cur,
-            "cv": cv_major * 10 ** DECIMALS[cur] + cents, "pct": pct,
+            "cv": cv_major * 10 ** minor_units()[cur] + cents, "pct": pct,
             "partner": partner or rng.choice(active), "customer": f"CUS-{rng.randrange(n_cust):06d}",
             "start": 0, "end": len(months) - 1, "forced": True,
         })
@@ -1006,7 +1006,7 @@ def write_sample(data_dir: str | Path, months: int = 3, scale: int = 2000, seed:
     months, scale, seed = int(months), int(scale), int(seed)
     root = Path(data_dir)
     start = date(int(mt.group(1)), int(mt.group(2)), 1)
-    ms = [Month(i, _add_months(start, i)) for i in range(months)]
+    ms = [Month(i, BillingMonth.of(start).plus(i)) for i in range(months)]
     n_cust = min(20000, max(400, scale // 4))
     width = max(8, len(str(scale)))
 

@@ -9,7 +9,6 @@ before the one it computes, which is what makes a rerun of the latest month repr
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.core.months import BillingMonth
 from pipelines.ledger import outroot
 from pipelines.rules.relations import sql_literal
 
@@ -184,8 +184,7 @@ def stamp(out_dir: Path) -> str | None:
 
 
 def next_month(month: str) -> str:
-    d = dt.date.fromisoformat(month + "-01")
-    return f"{d.year + (d.month == 12)}-{d.month % 12 + 1:02d}"
+    return str(BillingMonth.parse(month).next)
 
 
 def check_chain(out_dir: Path, month: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -21,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-from pipelines.core.money import format_minor, minor_units
+from pipelines.core.money import format_amount, minor_units
+from pipelines.core.months import BillingMonth, BillingMonthError
 from pipelines.core.text import safe_text, unsafe_text
 from pipelines.payments.model import Payee, Payer, PaymentFileError
 from pipelines.payments.nacha import ACH_FILE, ach_document
@@ -48,7 +48,6 @@ __all__ = [
 
 MANUAL_FILE = "manual_payments.csv"
 MANUAL_HEADER = ("payment_reference", "partner_id", "payout_currency", "net_amount", "reason")
-_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 def next_banking_day(d: date) -> date:
@@ -99,10 +98,6 @@ class PaymentBatch:
         }
 
 
-def _amount(minor: int, currency: str) -> str:
-    return format_minor(minor, minor_units()[currency])
-
-
 def _to_minor(text: str, currency: str, where: str) -> int:
     digits = minor_units().get(currency)
     if digits is None:
@@ -127,7 +122,7 @@ def _manual_csv(items: Sequence[tuple[Payee, Route]]) -> bytes:
                 safe_text(payee.payment_reference),
                 safe_text(payee.partner_id),
                 safe_text(payee.currency),
-                _amount(payee.net_minor, payee.currency),
+                format_amount(payee.net_minor, payee.currency),
                 r.reason,
             ]
         )
@@ -135,8 +130,10 @@ def _manual_csv(items: Sequence[tuple[Payee, Route]]) -> bytes:
 
 
 def _check_inputs(month: str, payees: Sequence[Payee], execution_date: date, released_at: datetime) -> None:
-    if not _MONTH.fullmatch(month):
-        raise PaymentFileError(f"month must be YYYY-MM, got {month!r}")
+    try:
+        BillingMonth.parse(month)
+    except BillingMonthError:
+        raise PaymentFileError(f"month must be YYYY-MM, got {month!r}") from None
     if released_at.tzinfo is None or released_at.utcoffset() is None:
         raise PaymentFileError("released_at must be a timezone-aware datetime (UTC)")
     release_day = released_at.astimezone(timezone.utc).date()
@@ -215,7 +212,7 @@ def build_payment_files(
         summary=summary,
         placement=placement,
         routes=routes,
-        totals={cur: _amount(v, cur) for cur, v in sorted(totals.items())},
+        totals={cur: format_amount(v, cur) for cur, v in sorted(totals.items())},
     )
 
 
@@ -322,6 +319,6 @@ def _summary(rows: Found, data: bytes) -> FileSummary:
         sums[cur] = sums.get(cur, 0) + minor
     return FileSummary(
         count=len(rows),
-        control_sums={cur: _amount(v, cur) for cur, v in sorted(sums.items())},
+        control_sums={cur: format_amount(v, cur) for cur, v in sorted(sums.items())},
         sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -22,7 +22,7 @@ from decimal import Decimal
 from functools import lru_cache
 from importlib.resources import as_file, files
 
-from pipelines.core.money import format_minor, minor_units
+from pipelines.core.money import format_amount, minor_units
 from pipelines.payments.model import Payee, Payer, PaymentFileError, last4
 from pipelines.payments.route import FILE_INTERNATIONAL, FILE_SEPA, Account, Route, debtor_account, valid_bic
 from pipelines.payments.text import sepa_text
@@ -94,13 +94,9 @@ def _agent(parent: ET.Element, tag: str, bic: str | None) -> None:
         _el(_el(fin, "Othr"), "Id", "NOTPROVIDED")
 
 
-def _amount(minor: int, currency: str) -> str:
-    return format_minor(minor, minor_units()[currency])
-
-
 def _sum_text(amounts: Sequence[tuple[int, str]]) -> str:
     """CtrlSum: the plain decimal sum of the amounts, whatever their currencies (ISO 20022)."""
-    total = sum((Decimal(_amount(m, c)) for m, c in amounts), Decimal(0))
+    total = sum((Decimal(format_amount(m, c)) for m, c in amounts), Decimal(0))
     digits = max((minor_units()[c] for _, c in amounts), default=0)
     return f"{total:.{digits}f}"
 
@@ -119,7 +115,7 @@ def _creditor_name(payee: Payee) -> str:
 def _transaction(pmt: ET.Element, payee: Payee, r: Route) -> None:
     tx = _el(pmt, "CdtTrfTxInf")
     _el(_el(tx, "PmtId"), "EndToEndId", payee.payment_reference)
-    _el(_el(tx, "Amt"), "InstdAmt", _amount(payee.net_minor, payee.currency), Ccy=payee.currency)
+    _el(_el(tx, "Amt"), "InstdAmt", format_amount(payee.net_minor, payee.currency), Ccy=payee.currency)
     if r.agent_bic:
         _agent(tx, "CdtrAgt", r.agent_bic)
     cdtr = _el(tx, "Cdtr")

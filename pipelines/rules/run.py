@@ -12,6 +12,7 @@ import duckdb
 
 from pipelines.core.money import minor_units
 from pipelines.core.months import BillingMonth
+from pipelines.core.program import Program
 from pipelines.rules import relations
 
 

@@ -286,7 +286,7 @@ def test_backfill_on_the_compose_cluster_matches_the_cli(cluster: LocalCompose):
     # and that id is what the worker process logged executing
     worker_log = local.log("airflow-worker")
     for month, tasks in by_month.items():
-        assert len(tasks) == 8, (month, sorted(tasks))
+        assert len(tasks) == 9, (month, sorted(tasks))  # check_month, the sensor and the seven others
         for task_id, ti in tasks.items():
             assert ti["state"] == "success", (month, task_id, ti)
             assert ti["celery_id"], (month, task_id, "no Celery task id")

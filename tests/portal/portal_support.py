@@ -3,7 +3,6 @@ wrapper with a settable clock and login helpers, a live uvicorn server in a thre
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 import socket
