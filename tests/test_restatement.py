@@ -140,3 +140,19 @@ def test_a_locked_month_is_recomputed_with_its_own_fx_rates(tmp_path):
     append(fx, "2025-01-31,EUR,1.2500")
     run_month(data, out, "2025-02")
     assert restatements(out, "2025-02") == []
+
+
+def test_several_locked_months_are_recomputed_in_order(tmp_path):
+    """January and February locked; a claim back-dated to January reaches both: March lists each."""
+    data = build(tmp_path / "data", partners=[partner("P1")], attributions=[],
+                 months={"2025-01": {"subscription_billing": [sub("L1", "C1", "400.00", "2025-01-10")]},
+                         "2025-02": {"subscription_billing": [sub("L2", "C1", "800.00", "2025-02-10")]},
+                         "2025-03": {}})
+    out = tmp_path / "out"
+    for month in ("2025-01", "2025-02"):
+        run_month(data, out, month)
+        engine.approve(data, out, month, Who("alice"))
+    append(data / "reference" / "attributions.csv", "A1,C1,P1,deal_registration,partner_led,,2025-01-01,,approved")
+    run_month(data, out, "2025-03")
+    assert restatements(out, "2025-03") == [("P1", "2025-01", "USD", "100.00", False),   # 400.00 x 0.25
+                                            ("P1", "2025-02", "USD", "200.00", False)]   # 800.00 x 0.25

@@ -138,7 +138,11 @@ def attach_replay(con: duckdb.DuckDBPyConnection, delta_dirs: list[Path]) -> Non
     con.execute("attach ':memory:' as ledger")
     for name in TABLES:
         files = [str(Path(d) / f"{name}.parquet") for d in delta_dirs if (Path(d) / f"{name}.parquet").exists()]
-        typed = ", ".join(f'"{c}"::{t} as "{c}"' for c, t in columns(name))
+        present = set()
+        if files:  # a delta holds the table's columns the ledger step writes (not e.g. manifest_sha256)
+            present = {c for (c, *_) in con.execute(
+                f"describe select * from read_parquet({sql_literal(files[0])})").fetchall()}
+        typed = ", ".join((f'"{c}"::{t}' if c in present else f"null::{t}") + f' as "{c}"' for c, t in columns(name))
         if files:
             sql = f"select {typed} from read_parquet([{', '.join(sql_literal(f) for f in files)}])"
         else:
