@@ -216,6 +216,8 @@ def create_app(out_dir: Path, users_file: Path, data_dir: Path, *, secret_key: b
     env.filters["amount"] = format_amount
     env.filters["when"] = _when
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
+    # a file's path in a link: each segment quoted (a statement's name may hold % from its encoding)
+    env.filters["pathq"] = lambda s: "/".join(quote(seg, safe="") for seg in str(s).split("/"))
     env.filters["kb"] = lambda n: f"{int(n) / 1024:,.1f} KB" if n is not None else ""
     env.filters["neg"] = lambda s: bool(s) and str(s).startswith("-")
     templates = Jinja2Templates(env=env)
@@ -839,6 +841,14 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def server_options() -> dict:
+    """uvicorn's settings that bear on security. X-Forwarded-For is trusted only from the proxies
+    FORWARDED_ALLOW_IPS names: the portal binds 127.0.0.1, so uvicorn's default trust of 127.0.0.1
+    would let every direct client choose the address the login throttle and the audit log see."""
+    proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None, "server_header": False}
+
+
 def serve(out_dir: Path, users_file: Path, data_dir: Path, host: str = "127.0.0.1", port: int = 8765, *,
           secure_cookies: bool | None = None, secret_key: bytes | None = None) -> None:
     """Run the portal with uvicorn (one process: the sessions and the login throttle live in it).
@@ -861,5 +871,5 @@ def serve(out_dir: Path, users_file: Path, data_dir: Path, host: str = "127.0.0.
         log.warning("serving on %s without secure cookies: put a TLS proxy in front and set "
                     "PAYOUTS_PORTAL_SECURE_COOKIES=1", host)
     app = create_app(Path(out_dir), users_file, Path(data_dir), secret_key=secret_key, secure_cookies=secure_cookies)
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, server_header=False, date_header=True,
+    uvicorn.run(app, host=host, port=port, **server_options(), date_header=True,
                 log_level="info", workers=1)

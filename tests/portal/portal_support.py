@@ -107,8 +107,10 @@ class LiveServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
+        from pipelines.portal.app import server_options
+
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+                                                    lifespan="off", **server_options()))
         self.thread = threading.Thread(target=self.server.run, name="portal-live", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20

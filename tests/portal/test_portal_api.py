@@ -11,7 +11,7 @@ from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
-from portal_support import MONTHS, PASSWORDS, LiveServer, basic
+from portal_support import CSRF, MONTHS, PASSWORDS, LiveServer, basic
 
 from pipelines.publish.outputs import statement_filename
 
@@ -321,3 +321,43 @@ def test_symlinked_file_is_404(portal, tmp_path):
     manifest = json.loads((portal.out / "2025-03" / "manifest.json").read_text())
     rel = next(p for p in manifest["files"] if p.startswith("statements/"))
     assert portal.client().get(f"/api/months/2025-03/files/{rel}", auth=basic("vera")).status_code == 404
+
+
+def test_statement_links_work_for_ids_the_file_name_encodes(sample, tmp_path):
+    """A partner id such as `=P/1` is stored as `statements/%3DP%2F1.csv`; the month page's and the
+    partner page's links must quote the `%` so that the server finds that file, not `=P/1.csv`."""
+    import re
+
+    from builders import build, claim, partner, sub
+    from portal_support import Portal
+
+    from pipelines.engine import run_month
+
+    pid = "=P/1"
+    data = build(tmp_path / "data", partners=[partner(pid)], attributions=[claim("A1", "C1", pid)],
+                 months={"2025-01": {"subscription_billing": [sub("L1", "C1", "400.00", "2025-01-10")]}})
+    out = tmp_path / "out"
+    run_month(data, out, "2025-01")
+    assert (out / "2025-01" / "statements" / "%3DP%2F1.csv").exists()
+    portal = Portal(sample, out)
+    c = portal.login("alice")
+    links = set()
+    for page in ("/months/2025-01", f"/partners/{quote(pid, safe='')}?month=2025-01"):
+        r = c.get(page)
+        assert r.status_code == 200
+        links |= set(re.findall(r'href="(/months/2025-01/files/statements/[^"]+)"', r.text))
+    assert links == {"/months/2025-01/files/statements/%253DP%252F1.csv"}
+    # followed through uvicorn: Starlette's TestClient decodes a path twice, a real server once
+    import httpx
+
+    server = LiveServer(portal.app)
+    try:
+        with httpx.Client(base_url=server.url) as live:
+            token = CSRF.search(live.get("/login").text).group(1)
+            r = live.post("/login", data={"username": "alice", "password": PASSWORDS["alice"], "csrf_token": token})
+            assert r.status_code == 303
+            r = live.get(links.pop())
+    finally:
+        server.stop()
+    assert r.status_code == 200
+    assert r.content == (out / "2025-01" / "statements" / "%3DP%2F1.csv").read_bytes()

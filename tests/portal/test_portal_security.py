@@ -329,3 +329,19 @@ def test_pages_have_no_inline_script(shared_portal, sample):
             assert 'src="/static/' in tag, (path, tag)
         assert not re.search(r"<script\b[^>]*>(?!</script>)", html), path  # every script element is empty
         assert not re.search(r"\son[a-z]+\s*=", html), path  # no inline event handlers
+
+
+def test_a_forged_forwarded_address_does_not_escape_the_throttle(live):
+    """Served as `payouts serve` serves it: without FORWARDED_ALLOW_IPS, X-Forwarded-For is ignored,
+    so rotating it does not make each failed login come from a new address."""
+    import httpx
+
+    with httpx.Client(base_url=live.url) as c:
+        for i in range(20):
+            r = c.get("/api/months", auth=(f"guess{i}", "wrong-password"),
+                      headers={"X-Forwarded-For": f"10.9.{i}.7"})
+            assert r.status_code == 401
+        r = c.get("/api/months", auth=basic("alice"), headers={"X-Forwarded-For": "10.9.99.7"})
+    assert r.status_code == 429
+    refused = [x for x in live.portal.audit() if x["action"] == "login" and x["outcome"] == "refused"]
+    assert refused and not any("10.9." in json.dumps(x) for x in refused)
