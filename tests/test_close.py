@@ -152,6 +152,43 @@ def test_a_changed_byte_in_any_file_of_a_draft_blocks_approval_and_verify_names_
     engine.approve(data, out, "2025-03", who())
 
 
+def _rewrite(path: Path, old: str, new: str) -> None:
+    path.chmod(0o644)
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_the_seals_are_checked_against_the_audit_log(three):
+    """SPEC section 7: what approval and release add is verified like the manifest's files. An edited
+    approver or releaser, a removed approval.json: verify names each; the month stays locked."""
+    data, out = three
+    engine.approve(data, out, "2025-03", who("bob"))
+    engine.release(data, out, "2025-03", who("carol"), "2099-01-06")
+    engine.approve(data, out, "2025-04", who("bob"))
+    assert engine.verify(out)["ok"]
+    seq = {(x["action"], x["month"]): x["seq"] for x in audit.read(out) if x["outcome"] == "ok"}
+    _rewrite(out / "2025-03" / "approval.json", '"approved_by": "bob"', '"approved_by": "eve"')
+    (out / "2025-03" / "payments").chmod(0o755)
+    _rewrite(out / "2025-03" / "payments" / "payments.json", '"released_by": "carol"', '"released_by": "eve"')
+    approval = out / "2025-04" / "approval.json"
+    (out / "2025-04").chmod(0o755)
+    approval.unlink()
+    problems = engine.verify(out)["problems"]
+    at = {x["seq"]: x["at"] for x in audit.read(out)}
+    a3, r3, a4 = seq[("approve", "2025-03")], seq[("release", "2025-03")], seq[("approve", "2025-04")]
+    assert problems == [
+        f"2025-03/approval.json says eve: the audit log (line {a3}) says bob approved it at {at[a3]}",
+        f"2025-03/payments/payments.json says eve: the audit log (line {r3}) says carol released it at {at[r3]}",
+        f"2025-04/approval.json is missing: the audit log (line {a4}) says bob approved it at {at[a4]}",
+    ]
+    # without its approval.json April is still approved: not run again, not discarded, not approved twice
+    assert states(out)["2025-04"] == "approved"
+    engine.discard(out, "2025-05", who())
+    with pytest.raises(PayoutError, match=f"^2025-04 is approved \\(approved by bob at {at[a4]}\\)"):
+        run_month(data, out, "2025-04")
+    with pytest.raises(PayoutError, match="only a draft may be discarded"):
+        engine.discard(out, "2025-04", who())
+
+
 def test_changed_exports_block_approval_and_changed_reference_data_warns(three):
     data, out = three
     path = data / "exports" / "2025-03" / "subscription_billing.csv"
@@ -174,6 +211,35 @@ def test_changed_exports_block_approval_and_changed_reference_data_warns(three):
     assert approval["warnings"] == ["reference/partners.csv changed since 2025-03 was computed (see restatement)"]
 
 
+def test_a_changed_export_of_a_locked_month_is_reported_by_later_runs_and_never_applied(three):
+    """SPEC section 7: inputs of a locked month that change later are reported by the next run,
+    never applied. March is approved; its export then gains a 1,000.00 charge for P1's customer."""
+    data, out = three
+    engine.discard(out, "2025-05", who())
+    engine.approve(data, out, "2025-03", who())
+    before = {p.name: p.read_bytes() for p in (out / "2025-03").rglob("*") if p.is_file()}
+    april = (out / "2025-04" / "remittance.csv").read_bytes()
+    export = data / "exports" / "2025-03" / "subscription_billing.csv"
+    export.write_text(export.read_text() + "L9,I9,2025-03-11,C1,S,2025-01-01,platform,USD,1000.00,charge,\n")
+    (data / "exports" / "2025-03" / "adjustments.csv").write_text(",".join(ADJ) + "\n")  # added after the lock
+    run_month(data, out, "2025-04")
+    reported = [(r["kind"], r["source_file"], r["record_id"], r["reason_code"])
+                for r in read_rows(out / "2025-04" / "exceptions.csv") if r["reason_code"] == "locked_input_changed"]
+    assert reported == [("reported", "exports/2025-03/adjustments.csv", "2025-03", "locked_input_changed"),
+                        ("reported", "exports/2025-03/subscription_billing.csv", "2025-03", "locked_input_changed")]
+    # never applied: April pays what it paid before, March's files are the same bytes
+    assert (out / "2025-04" / "remittance.csv").read_bytes() == april
+    assert {p.name: p.read_bytes() for p in (out / "2025-03").rglob("*") if p.is_file()} == before
+    # a later run reports it again (from the digest cache: same answer); a removed export is no change
+    run_month(data, out, "2025-05")
+    assert sum(r["reason_code"] == "locked_input_changed" for r in read_rows(out / "2025-05" / "exceptions.csv")) == 2
+    engine.discard(out, "2025-05", who())
+    export.unlink()
+    (data / "exports" / "2025-03" / "adjustments.csv").unlink()
+    run_month(data, out, "2025-04")
+    assert not [r for r in read_rows(out / "2025-04" / "exceptions.csv") if r["reason_code"] == "locked_input_changed"]
+
+
 # --- who approves ------------------------------------------------------------------------------------
 
 def test_the_maker_is_not_the_checker(tmp_path):
@@ -182,7 +248,10 @@ def test_the_maker_is_not_the_checker(tmp_path):
     run_month(data, out, "2025-03")
     with pytest.raises(PayoutError, match=r"^maria.lopez entered adjustments of 2025-03: the maker is not the checker"):
         engine.approve(data, out, "2025-03", who("maria.lopez"))
-    engine.approve(data, out, "2025-03", who("someone.else"))
+    with pytest.raises(PayoutError, match=r"the maker is not the checker"):
+        engine.approve(data, out, "2025-03", who(" Maria.Lopez "))  # spaces at the edges are the same name
+    approval = engine.approve(data, out, "2025-03", who("someone.else"))
+    assert approval["month"] == "2025-03" and approval["approved_by"] == "someone.else"  # SPEC section 7's keys
 
 
 def test_with_a_users_file_only_an_approver_with_its_password_approves(tmp_path, three):

@@ -82,6 +82,22 @@ def test_run_reports_the_partner_no_payment_file_can_carry(month):
     assert sorted(manifest["bank_details"]) == ["C1", "E1", "G1", "P1", "U1", "X1", "payer"]
 
 
+def test_without_a_payer_run_reports_every_partner_a_bank_file_would_pay(tmp_path):
+    """SPEC section 8: without a payer no bank file can be written, so run reports each bank-transfer
+    partner it pays (no_payer); PayPal needs no payer: a good receiver is not reported, a bad one is."""
+    data = tree(tmp_path / "data")
+    program = data / "reference" / "program.yaml"
+    program.write_text(program.read_text().replace(PAYER, ""))
+    partners = data / "reference" / "partners.csv"
+    partners.write_text(partners.read_text().replace("payouts+p1@example.com", "not-an-address"))
+    run_month(data, tmp_path / "out", "2025-03")
+    reported = {r["record_id"]: r["message"].split(":")[0]
+                for r in read_rows(tmp_path / "out" / "2025-03" / "exceptions.csv")
+                if r["reason_code"] == "bank_details_unusable"}
+    assert reported == {"C1": "no_payer", "E1": "no_payer", "G1": "no_payer", "U1": "no_payer", "X1": "no_payer",
+                        "P1": "invalid_account"}
+
+
 def test_release_writes_each_partner_into_exactly_one_file(month):
     data, out = month
     with pytest.raises(PayoutError, match="^2025-03 cannot be released: it is a draft: approve it first$"):

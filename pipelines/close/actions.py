@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.close import audit, users
-from pipelines.close.states import (APPROVAL, DRAFT, MANIFEST, APPROVED, CloseRefused, MonthState, check_files,
-                                    months, read_json, refuse, sha256_file, state, transact)
+from pipelines.close.states import (APPROVAL, DRAFT, MANIFEST, APPROVED, CloseRefused, DigestCache, MonthState,
+                                    check_files, months, read_json, refuse, sha256_file, state, transact)
 from pipelines.ledger import outroot
 from pipelines.ledger import store as ledger
 
@@ -31,7 +31,7 @@ def _authorise(out_dir: Path, who: Who, action: str, month: str) -> str:
     if not who.name or not who.name.strip():
         raise refuse(out_dir, "unknown", action, month, "--by must name who acts")
     if who.users_file is None:
-        return who.name  # one operator on a laptop: recorded as given
+        return who.name.strip()  # one operator on a laptop: recorded as given (without edge spaces)
     known = users.load(who.users_file)
     user = users.authenticate(known, who.name, who.password or "")
     if user is None:
@@ -47,16 +47,20 @@ def _totals(folder: Path) -> dict:
                   "net": v["net_paid"]} for cur, v in sorted(summary.get("by_payout_currency", {}).items())}
 
 
-def changed_inputs(folder: Path, data_dir: Path, month: str) -> tuple[list[str], list[str]]:
+def changed_inputs(folder: Path, data_dir: Path, month: str, *, digest=sha256_file,
+                   gone_is_change: bool = True) -> tuple[list[str], list[str]]:
     """(exports of the month changed since it was computed, reference files changed): every input the
-    manifest lists whose sha256 differs or that is gone, and every export of the month present now
-    that the manifest does not list."""
+    manifest lists whose sha256 differs or (with `gone_is_change`) that is gone, and every export of
+    the month present now that the manifest does not list."""
     inputs = (read_json(folder / MANIFEST) or {}).get("inputs", {})
     exports_prefix = f"exports/{month}/"
     changed = []
     for label, entry in sorted(inputs.items()):
         path = data_dir / label
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        if not path.is_file():
+            if gone_is_change:
+                changed.append(label)
+        elif digest(path) != entry["sha256"]:
             changed.append(label)
     folder_now = data_dir / "exports" / month
     if folder_now.is_dir():
@@ -66,6 +70,30 @@ def changed_inputs(folder: Path, data_dir: Path, month: str) -> tuple[list[str],
                 changed.append(label)
     exports = [c for c in changed if c.startswith(exports_prefix)]
     return exports, [c for c in changed if not c.startswith(exports_prefix)]
+
+
+def locked_input_changes(con, params: dict, context: dict) -> int:
+    """Table locked_input_changes: source_file, locked_month, message. An export of a locked month
+    that changed (or was added) since the month was computed is reported by every later run and
+    never applied (SPEC section 7): corrections are adjustments of an open month. An export removed
+    from the data folder is not a change (the ledger keeps its own copy for restatement)."""
+    import pyarrow as pa
+
+    from pipelines.rules.relations import table_from_rows
+
+    out_dir, data_dir = Path(context["out_dir"]), Path(context["data_dir"])
+    digests = DigestCache(out_dir)
+    rows = []
+    for locked in sorted(context.get("locked_months") or []):
+        s = state(out_dir, locked)
+        exports, _ = changed_inputs(out_dir / locked, data_dir, locked, digest=digests.sha256, gone_is_change=False)
+        for label in exports:
+            rows.append((label, locked, f"{label} changed after {locked} was locked ({s.who() if s else 'locked'}): "
+                                        "not applied; enter the correction as an adjustment of an open month"))
+    digests.save()
+    table_from_rows(con, "locked_input_changes", {"source_file": pa.string(), "locked_month": pa.string(),
+                                                  "message": pa.string()}, rows)
+    return len(rows)
 
 
 def approve(out_dir: Path, data_dir: Path, month: str, who: Who, note: str = "") -> dict:
@@ -94,12 +122,13 @@ def approve(out_dir: Path, data_dir: Path, month: str, who: Who, note: str = "")
         raise refuse(out_dir, actor, "approve", month,
                      f"{exports[0]} changed since {month} was computed: run {month} again before approving")
     makers = sorted({m for m in ledger.adjustment_makers(out_dir, month)})
-    if actor.casefold() in {m.casefold() for m in makers}:
+    # names compare case-insensitively and without edge spaces: ' Jane.Doe' is jane.doe (SPEC section 7)
+    if actor.strip().casefold() in {m.strip().casefold() for m in makers}:
         raise refuse(out_dir, actor, "approve", month,
                      f"{actor} entered adjustments of {month}: the maker is not the checker; another approver "
                      "must approve it")
     approval = {
-        "billing_month": month,
+        "month": month,
         "approved_by": actor,
         "approved_at": audit.now_utc(),
         "note": note,
@@ -189,11 +218,14 @@ def status(out_dir: Path) -> list[dict]:
 def verify(out_dir: Path, month: str | None = None) -> dict:
     """Check month files against their manifests (one month, or all) and the audit log's chain."""
     out_dir = Path(out_dir)
-    targets = [month] if month else outroot.month_folders(out_dir)
+    sealed = audit.transitions(out_dir)
+    targets = [month] if month else sorted(set(outroot.month_folders(out_dir)) | set(sealed))
     problems = []
     for m in targets:
-        if state(out_dir, m) is None:
-            problems.append(f"{m} has not been computed")
+        if state(out_dir, m, sealed) is None:
+            seal = sealed.get(m)
+            problems.append(f"{m} is missing: the audit log (line {seal['approve']['seq']}) says it was approved"
+                            if seal else f"{m} has not been computed")
             continue
         problems.extend(check_files(out_dir, m))
     chain = audit.verify(out_dir)

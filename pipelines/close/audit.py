@@ -208,3 +208,24 @@ def verify(out_dir: str | Path) -> ChainCheck:
 def read(out_dir: str | Path) -> list[dict]:
     """Every line as a dict (for `status` and the portal)."""
     return [json.loads(t) for t in _lines(Path(out_dir) / AUDIT_FILE)]
+
+
+def transitions(out_dir: str | Path) -> dict[str, dict]:
+    """The months the committed transitions of the log leave locked: month -> {"state": "approved" or
+    "released", "approve": line, "release": line or None}, each line a dict with its `sha256`. An
+    approval and a release stand until a `reopen` or `discard` line; a `run` never unlocks a month
+    (a run of a locked month is refused, so such a line cannot undo one)."""
+    locked: dict[str, dict] = {}
+    for text in _lines(Path(out_dir) / AUDIT_FILE):
+        line = json.loads(text)
+        month = line.get("month")
+        if line.get("outcome") != "ok" or not month:
+            continue
+        action = line.get("action")
+        if action == "approve":
+            locked[month] = {"state": "approved", "approve": {**line, "sha256": sha256(text)}, "release": None}
+        elif action == "release" and month in locked:
+            locked[month] = {**locked[month], "state": "released", "release": {**line, "sha256": sha256(text)}}
+        elif action in ("reopen", "discard"):
+            locked.pop(month, None)
+    return locked

@@ -3,6 +3,9 @@
 The state is what the month folder holds: a computed month is a **draft**; `approval.json` makes it
 **approved**; `payments/payments.json` makes it **released**. Approved and released months are
 **locked**: their files are read-only and never rewritten (`check_can_run` refuses a run of them).
+The audit log backs the two seals: a month its committed lines leave approved or released stays
+locked even if `approval.json` or `payments.json` is removed, and `check_files` names every seal
+that does not match its audit line (`seal_problems`).
 
 Every transition is one commit: under the audit log's lock the command writes its intent to
 `<out>/.close-pending.json`, then appends its audit line (the commit point), then changes the files
@@ -43,18 +46,24 @@ class MonthState:
     state: str
     approval: dict | None
     payments: dict | None
+    sealed: dict | None = None  # audit.transitions' entry: the lines that approved (and released) it
 
     @property
     def locked(self) -> bool:
         return self.state in (APPROVED, RELEASED)
 
     def who(self) -> str:
-        """`approved by NAME at TIME` (and released) for messages."""
-        if not self.approval:
+        """`approved by NAME at TIME` (and released) for messages; from the audit log when a seal
+        file is missing."""
+        approve = self.approval or (self.sealed or {}).get("approve")
+        if not approve or not self.locked:
             return "a draft"
-        text = f"approved by {self.approval['approved_by']} at {self.approval['approved_at']}"
-        if self.payments:
-            text += f", released by {self.payments['released_by']} at {self.payments['released_at']}"
+        text = (f"approved by {approve.get('approved_by', approve.get('actor'))} "
+                f"at {approve.get('approved_at', approve.get('at'))}")
+        release = self.payments or (self.sealed or {}).get("release")
+        if release:
+            text += (f", released by {release.get('released_by', release.get('actor'))} "
+                     f"at {release.get('released_at', release.get('at'))}")
         return text
 
 
@@ -62,24 +71,32 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def state(out_dir: Path, month: str) -> MonthState | None:
-    """The month's state, or None when it was never computed."""
+def state(out_dir: Path, month: str, sealed: dict[str, dict] | None = None) -> MonthState | None:
+    """The month's state, or None when it was never computed. `sealed` is audit.transitions(out_dir)
+    (read here when not given): a month the audit log leaves locked is locked whatever its folder
+    holds."""
     folder = Path(out_dir) / month
     if not folder.is_dir():
         return None
     approval = read_json(folder / APPROVAL)
     payments = read_json(folder / PAYMENTS_DIR / PAYMENTS_JSON)
     name = RELEASED if payments else APPROVED if approval else DRAFT
-    return MonthState(month, name, approval, payments)
+    seal = (audit.transitions(out_dir) if sealed is None else sealed).get(month)
+    if seal and name == DRAFT or seal and seal["state"] == RELEASED:
+        name = seal["state"]
+    return MonthState(month, name, approval, payments, seal)
 
 
 def months(out_dir: Path) -> list[MonthState]:
-    return [s for m in outroot.month_folders(out_dir) if (s := state(out_dir, m)) is not None]
+    sealed = audit.transitions(out_dir)
+    return [s for m in outroot.month_folders(out_dir) if (s := state(out_dir, m, sealed)) is not None]
 
 
 def check_can_run(out_dir: Path, month: str) -> None:
     """A locked month never runs again."""
     s = state(out_dir, month)
+    if s is None and (seal := audit.transitions(out_dir).get(month)):
+        s = MonthState(month, seal["state"], None, None, seal)  # its folder is gone: still locked
     if s is not None and s.locked:
         raise CloseRefused(f"{month} is {s.state} ({s.who()}): a locked month never changes; corrections go into "
                            "the next open month as adjustments")
@@ -93,6 +110,36 @@ def sha256_file(path: Path) -> str:
         while block := fh.read(8 * 1024 * 1024):
             h.update(block)
     return h.hexdigest()
+
+
+class DigestCache:
+    """sha256 of input files, remembered by (path, size, mtime) in `<out>/.input-digests.json`, so that
+    every run can compare the locked months' exports with their manifests without reading gigabytes
+    again. A scratch file: deleting it costs one full read. The caller holds the output root's lock."""
+
+    FILE = ".input-digests.json"
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / self.FILE
+        try:
+            self.known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.known = {}
+        self.used: dict[str, list] = {}
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        entry = self.known.get(key)
+        if not (isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns]):
+            entry = [st.st_size, st.st_mtime_ns, sha256_file(path)]
+        self.used[key] = entry
+        return entry[2]
+
+    def save(self) -> None:
+        """Keep the entries used this time (files no longer compared drop out)."""
+        if self.used != self.known:
+            _write_json(self.path, self.used)
 
 
 def check_files(out_dir: Path, month: str) -> list[str]:
@@ -129,6 +176,33 @@ def check_files(out_dir: Path, month: str) -> list[str]:
     approval = read_json(folder / APPROVAL)
     if approval and approval["manifest_sha256"] != sha256_file(folder / MANIFEST):
         problems.append(f"{month}/{MANIFEST} is not the one {APPROVAL} sealed")
+    return problems + seal_problems(out_dir, month)
+
+
+def seal_problems(out_dir: Path, month: str, sealed: dict[str, dict] | None = None) -> list[str]:
+    """Every way `approval.json` and `payments/payments.json` disagree with the audit log's committed
+    lines: a seal missing, one no line committed, or one whose approver, releaser or manifest is not
+    its line's."""
+    folder = Path(out_dir) / month
+    seal = (audit.transitions(out_dir) if sealed is None else sealed).get(month) or {}
+    problems = []
+    for name, rel, line, who in ((APPROVAL, APPROVAL, seal.get("approve"), "approved_by"),
+                                 (PAYMENTS_JSON, f"{PAYMENTS_DIR}/{PAYMENTS_JSON}", seal.get("release"), "released_by")):
+        doc = read_json(folder / rel)
+        if line is None:
+            if doc is not None:
+                problems.append(f"{month}/{rel} is not backed by the audit log (no committed line "
+                                f"{'approved' if name == APPROVAL else 'released'} {month})")
+            continue
+        where = f"the audit log (line {line['seq']}) says {line['actor']} {line['action']}d it at {line['at']}"
+        if doc is None:
+            problems.append(f"{month}/{rel} is missing: {where}")
+        elif doc.get("audit_line_sha256") != line["sha256"]:
+            problems.append(f"{month}/{rel} does not name its audit line: {where}")
+        elif doc.get(who) != line["actor"]:
+            problems.append(f"{month}/{rel} says {doc.get(who)}: {where}")
+        elif name == APPROVAL and f"manifest {doc.get('manifest_sha256')}" not in line["detail"]:
+            problems.append(f"{month}/{rel} seals another manifest than its audit line (line {line['seq']})")
     return problems
 
 

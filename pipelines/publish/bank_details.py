@@ -3,7 +3,8 @@ approves the month (SPEC section 8).
 
 `run` reports (`bank_details_unusable`, in exceptions.csv) every paid partner whose bank details no
 payment file can carry, with the reason the payment files' routing gives (`pipelines.payments.route`,
-the one place those rules live); a program without a `payer` block pays by hand and gets no report.
+the one place those rules live). Without a `payer` block no bank file can be written, so every
+partner but PayPal's is reported (`no_payer`), as SPEC section 8 says.
 It records a sha256 of each paid partner's details and of the payer block in manifest.json, so that
 `release` can tell what changed since.
 """
@@ -41,10 +42,8 @@ def payment_routes(con: duckdb.DuckDBPyConnection, params: dict, context: dict) 
     rows = []
     for payee in payees(con, params["billing_month"]):
         r = route(payee, payer)
-        # without a payer block the program pays by hand: nothing to report (docs/payments.md)
-        reported = r.reason if payer is not None else None
-        rows.append((payee.partner_id, details_hash(payee), r.file, reported,
-                     f"{r.reason}: {r.detail}" if reported else None))
+        rows.append((payee.partner_id, details_hash(payee), r.file, r.reason,
+                     f"{r.reason}: {r.detail}" if r.reason else None))
     table_from_rows(con, "payment_routes",
                     {"partner_id": pa.string(), "details_sha256": pa.string(), "file": pa.string(),
                      "unusable_reason": pa.string(), "unusable_message": pa.string()}, rows)

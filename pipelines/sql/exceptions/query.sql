@@ -12,6 +12,11 @@ with rows as (
     from payment_routes as r
     join partners as p on p.partner_id = r.partner_id
     where r.unusable_reason is not null
+    union all
+    -- an export of a locked month changed after it was locked (sql/locked_input_changes): reported,
+    -- never applied
+    select 'reported', source_file, null, locked_month, 'locked_input_changed', message
+    from locked_input_changes
 )
 
 select
