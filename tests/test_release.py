@@ -42,16 +42,18 @@ FX = [{"rate_date": "2025-03-01", "currency": "EUR", "rate": "1.10"},
 
 def tree(root: Path) -> Path:
     partners = [
-        partner("E1", name="Zoë Ærøskøbing GmbH", payout_currency="EUR", account_ref=ACCOUNTS["E1"], country="DE"),
+        partner("E1", name="Zoë Ærøskøbing GmbH", payout_currency="EUR", account_ref=ACCOUNTS["E1"], country="DE",
+                bank_code=""),
         partner("G1", name="Smith & Sons Ltd", payout_currency="GBP", account_ref=ACCOUNTS["G1"], country="GB",
                 bank_code="WESTGB2L"),
         partner("U1", name="Acme Inc.", payout_currency="USD", account_ref=ACCOUNTS["U1"], country="US",
                 bank_code="021000021", account_type="savings"),
         partner("P1", name="Pay Pal Partner", payout_currency="USD", payout_method="paypal",
-                account_ref="payouts+p1@example.com", country="US"),
+                account_ref="payouts+p1@example.com", country="US", bank_code=""),
         partner("X1", name="Bad Routing LLC", payout_currency="USD", account_ref=ACCOUNTS["X1"], country="US",
                 bank_code="021000022"),  # check digit wrong
-        partner("C1", name="Changes Later SAS", payout_currency="EUR", account_ref=ACCOUNTS["C1"], country="FR"),
+        partner("C1", name="Changes Later SAS", payout_currency="EUR", account_ref=ACCOUNTS["C1"], country="FR",
+                bank_code=""),
     ]
     claims = [claim(f"A{p}", f"C{p}", p) for p in ("E1", "G1", "U1", "P1", "X1", "C1")]
     currency = {"E1": "EUR", "G1": "GBP", "C1": "EUR"}
@@ -82,9 +84,10 @@ def test_run_reports_the_partner_no_payment_file_can_carry(month):
     assert sorted(manifest["bank_details"]) == ["C1", "E1", "G1", "P1", "U1", "X1", "payer"]
 
 
-def test_without_a_payer_run_reports_every_partner_a_bank_file_would_pay(tmp_path):
-    """SPEC section 8: without a payer no bank file can be written, so run reports each bank-transfer
-    partner it pays (no_payer); PayPal needs no payer: a good receiver is not reported, a bad one is."""
+def test_without_a_payer_run_still_reports_details_no_file_could_carry(tmp_path):
+    """SPEC section 8: run reports each partner it pays whose details no file can carry. Without a
+    payer everybody is paid by hand (not reported), but X1's routing number and P1's PayPal receiver
+    would fail any payer's file: those two are reported."""
     data = tree(tmp_path / "data")
     program = data / "reference" / "program.yaml"
     program.write_text(program.read_text().replace(PAYER, ""))
@@ -94,8 +97,7 @@ def test_without_a_payer_run_reports_every_partner_a_bank_file_would_pay(tmp_pat
     reported = {r["record_id"]: r["message"].split(":")[0]
                 for r in read_rows(tmp_path / "out" / "2025-03" / "exceptions.csv")
                 if r["reason_code"] == "bank_details_unusable"}
-    assert reported == {"C1": "no_payer", "E1": "no_payer", "G1": "no_payer", "U1": "no_payer", "X1": "no_payer",
-                        "P1": "invalid_account"}
+    assert reported == {"X1": "invalid_routing_number", "P1": "invalid_account"}
 
 
 def test_release_writes_each_partner_into_exactly_one_file(month):

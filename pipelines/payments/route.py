@@ -304,6 +304,19 @@ def route(payee: Payee, payer: Payer | None, changed: AbstractSet[str] = frozens
     return _route_iso(payee, payer, target)
 
 
+#: a payer every check accepts: routing a payee with it finds what is wrong with the payee's own
+#: details, for a program without a payer block (it pays by hand, but wants bad details caught)
+STAND_IN_PAYER = Payer(name="Stand-in payer", iban="DE89370400440532013000", bic="COBADEFFXXX", accounts={},
+                       ach=AchPayer(odfi_routing="091000019", company_id="1234567890", company_name="STAND IN"))
+
+
+def details_problem(payee: Payee, payer: Payer | None) -> Route:
+    """``route`` for the run's report: with a payer, the route itself (a payer that cannot pay a
+    currency is reported too); without one, the route under ``STAND_IN_PAYER``, so that only the
+    partner's own details count (``no_payer`` is the program's choice, not a problem to report)."""
+    return route(payee, payer if payer is not None else STAND_IN_PAYER)
+
+
 def unusable(payee: Payee, payer: Payer | None) -> str | None:
     """The manual reason ``payee`` would get at release (None when a file can carry it).
 

@@ -3,8 +3,9 @@ approves the month (SPEC section 8).
 
 `run` reports (`bank_details_unusable`, in exceptions.csv) every paid partner whose bank details no
 payment file can carry, with the reason the payment files' routing gives (`pipelines.payments.route`,
-the one place those rules live). Without a `payer` block no bank file can be written, so every
-partner but PayPal's is reported (`no_payer`), as SPEC section 8 says.
+the one place those rules live). Without a `payer` block every partner but PayPal's is paid by
+hand, and the report still names each partner whose own details no file could carry
+(`payments.route.details_problem`).
 It records a sha256 of each paid partner's details and of the payer block in manifest.json, so that
 `release` can tell what changed since.
 """
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 from pipelines.core.months import BillingMonth
 from pipelines.payments import details_hash, payer_hash, route
+from pipelines.payments.route import details_problem
 from pipelines.payments.model import Payee, payer_from
 from pipelines.rules.relations import table_from_rows
 
@@ -41,9 +43,9 @@ def payment_routes(con: duckdb.DuckDBPyConnection, params: dict, context: dict) 
     payer = payer_from(context["program"].payer)
     rows = []
     for payee in payees(con, params["billing_month"]):
-        r = route(payee, payer)
-        rows.append((payee.partner_id, details_hash(payee), r.file, r.reason,
-                     f"{r.reason}: {r.detail}" if r.reason else None))
+        r, problem = route(payee, payer), details_problem(payee, payer)
+        rows.append((payee.partner_id, details_hash(payee), r.file, problem.reason,
+                     f"{problem.reason}: {problem.detail}" if problem.reason else None))
     table_from_rows(con, "payment_routes",
                     {"partner_id": pa.string(), "details_sha256": pa.string(), "file": pa.string(),
                      "unusable_reason": pa.string(), "unusable_message": pa.string()}, rows)
