@@ -159,6 +159,7 @@ def test_invariants(case, tmp_path_factory):
     hold = timedelta(days=case["holding_days"])
 
     closing_before: dict[str, Fraction] = {}
+    credited: set[str] = set()  # line ids with a share row in any month so far (a refund's original is earlier)
     for month in MONTHS:
         folder = out / month
         summary = json.loads((folder / "summary.json").read_text())
@@ -254,6 +255,7 @@ def test_invariants(case, tmp_path_factory):
             for r in read_rows(f):
                 if r["entry"] in ("share", "pending_share") and r["date"].startswith(month):
                     shares[r["record_id"]] = shares.get(r["record_id"], Fraction(0)) + dec(r["amount"])
+        credited |= set(shares)
         inputs = {r["line_id"]: r for key in ("subscription_billing", "project_billing")
                   for r in read_rows(data / "exports" / month / f"{key}.csv")}
         for lid, total in shares.items():
@@ -262,7 +264,8 @@ def test_invariants(case, tmp_path_factory):
 
         # the per-currency control totals against the inputs less the quarantine, and the statements:
         # billed = the usable lines; partner_share = the month's shares; clawed_back = the month's
-        # clawbacks; unattributed = usable charges no partner is credited on; fees and adjustments =
+        # clawbacks; unattributed = usable lines no partner is credited on (a refund: its original), net
+        # of refunds like billed; fees and adjustments =
         # the usable rows of their files
         quarantined = {(r["source_file"], r["row_number"]) for r in exceptions if r["kind"] == "quarantined"}
 
@@ -284,7 +287,8 @@ def test_invariants(case, tmp_path_factory):
             e = expected.setdefault(r["currency"], dict(zero))
             e["billed"] += dec(r["amount"])
             e["partner_share"] += shares.get(r["line_id"], Fraction(0))
-            if r["line_type"] == "charge" and r["line_id"] not in shares:
+            original = r["line_id"] if r["line_type"] == "charge" else r["refers_to_line_id"]
+            if original not in credited:
                 e["unattributed"] += dec(r["amount"])
         for cur, v in clawed.items():
             expected.setdefault(cur, dict(zero))["clawed_back"] += v

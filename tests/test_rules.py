@@ -234,6 +234,26 @@ def test_carried_balance_of_a_removed_or_recurrenced_partner_is_held_not_fatal(t
         assert not read_rows(out / "2025-04" / "remittance.csv")
 
 
+def test_unattributed_is_net_of_refunds_of_unattributed_charges(tmp_path):
+    """A refund takes its original's attribution: refunding an unattributed charge lowers
+    `unattributed` as it lowers `billed`; refunding a credited charge claws back instead."""
+    data = build(tmp_path / "data", partners=[partner("P1")], attributions=[claim("K1", "C1", "P1")],
+                 months={"2025-03": {"subscription_billing": [sub("L1", "C1", "1000.00", "2025-03-05"),
+                                                              sub("U1", "C9", "500.00", "2025-03-05")]},
+                         "2025-04": {"subscription_billing": [
+                             sub("RU", "C9", "-200.00", "2025-04-02", line_type="refund", refers_to_line_id="U1",
+                                 subscription_start=""),
+                             sub("RL", "C1", "-100.00", "2025-04-02", line_type="refund", refers_to_line_id="L1",
+                                 subscription_start=""),
+                             sub("U2", "C9", "50.00", "2025-04-03")]}})
+    out = tmp_path / "out"
+    run_month(data, out, "2025-03")
+    run_month(data, out, "2025-04")
+    usd = json.loads((out / "2025-04" / "summary.json").read_text())["by_currency"]["USD"]
+    # billed -200 - 100 + 50; unattributed -200 (RU, of U1) + 50 (U2); RL claws back 100 x 0.25
+    assert (usd["billed"], usd["unattributed"], usd["clawed_back"]) == ("-250.00", "-150.00", "-25.00")
+
+
 def test_statement_orders_a_days_shares_by_their_export_rows(tmp_path):
     """The statement lists shares by invoice date, then the subscription file's rows before the project
     file's, each in row order (not by line id): Z9 comes before A1 on 03-05 because it is the earlier

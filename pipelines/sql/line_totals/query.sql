@@ -54,7 +54,11 @@ project_charges as (
 ),
 
 refund_lines as (
-    select r.line_id, r.source, r.currency, r.digits, r.amount_minor, r.line_type, coalesce(cl.s, 0) as clawed_back
+    -- a refund is unattributed when its original was (no partner credited on it: no clawback rows,
+    -- since sql/clawbacks has a row for every credit of the original, zero ones included), so that
+    -- unattributed, like billed, is net of refunds
+    select r.line_id, r.source, r.currency, r.digits, r.amount_minor, r.line_type, coalesce(cl.s, 0) as clawed_back,
+           cl.line_id is null as unattributed
     from refunds as r
     left join (select line_id, sum(clawback_minor) as s from clawbacks group by line_id) as cl
         on cl.line_id = r.line_id
@@ -73,5 +77,5 @@ select
     0::hugeint,
     clawed_back::hugeint,
     (amount_minor - clawed_back)::hugeint,
-    false
+    unattributed
 from refund_lines
