@@ -224,7 +224,7 @@ def verify(out_dir: Path, month: str | None = None) -> dict:
     for m in targets:
         if state(out_dir, m, sealed) is None:
             seal = sealed.get(m)
-            problems.append(f"{m} is missing: the audit log (line {seal['approve']['seq']}) says it was approved"
+            problems.append(f"{m} is missing: the audit log (line {seal['approve']['seq']}) says it was {seal['state']}"
                             if seal else f"{m} has not been computed")
             continue
         problems.extend(check_files(out_dir, m))

@@ -179,15 +179,16 @@ def check_files(out_dir: Path, month: str) -> list[str]:
     return problems + seal_problems(out_dir, month)
 
 
-def seal_problems(out_dir: Path, month: str, sealed: dict[str, dict] | None = None) -> list[str]:
+def seal_problems(out_dir: Path, month: str) -> list[str]:
     """Every way `approval.json` and `payments/payments.json` disagree with the audit log's committed
     lines: a seal missing, one no line committed, or one whose approver, releaser or manifest is not
     its line's."""
     folder = Path(out_dir) / month
-    seal = (audit.transitions(out_dir) if sealed is None else sealed).get(month) or {}
+    seal = audit.transitions(out_dir).get(month) or {}
     problems = []
-    for name, rel, line, who in ((APPROVAL, APPROVAL, seal.get("approve"), "approved_by"),
-                                 (PAYMENTS_JSON, f"{PAYMENTS_DIR}/{PAYMENTS_JSON}", seal.get("release"), "released_by")):
+    seals = ((APPROVAL, APPROVAL, seal.get("approve"), "approved_by"),
+             (PAYMENTS_JSON, f"{PAYMENTS_DIR}/{PAYMENTS_JSON}", seal.get("release"), "released_by"))
+    for name, rel, line, who in seals:
         doc = read_json(folder / rel)
         if line is None:
             if doc is not None:
