@@ -83,9 +83,10 @@ def locked_input_changes(con, params: dict, context: dict) -> int:
 
     out_dir, data_dir = Path(context["out_dir"]), Path(context["data_dir"])
     digests = DigestCache(out_dir)
+    sealed = audit.transitions(out_dir)
     rows = []
     for locked in sorted(context.get("locked_months") or []):
-        s = state(out_dir, locked)
+        s = state(out_dir, locked, sealed)
         exports, _ = changed_inputs(out_dir / locked, data_dir, locked, digest=digests.sha256, gone_is_change=False)
         for label in exports:
             rows.append((label, locked, f"{label} changed after {locked} was locked ({s.who() if s else 'locked'}): "

@@ -318,12 +318,9 @@ def details_problem(payee: Payee, payer: Payer | None) -> Route:
 
 
 def unusable(payee: Payee, payer: Payer | None) -> str | None:
-    """The manual reason ``payee`` would get at release (None when a file can carry it).
-
-    The monthly run reports these as ``bank_details_unusable`` before approval; it is ``route``
-    without the changed-set, so the rules live in one place.
-    """
-    return route(payee, payer).reason
+    """The reason the monthly run reports as ``bank_details_unusable`` before approval (None when a
+    file can carry the payee): ``details_problem``'s, so the rules live in one place."""
+    return details_problem(payee, payer).reason
 
 
 def _route_paypal(payee: Payee) -> Route:

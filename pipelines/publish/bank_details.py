@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from pipelines.core.months import BillingMonth
 from pipelines.payments import details_hash, payer_hash, route
-from pipelines.payments.route import details_problem
 from pipelines.payments.model import Payee, payer_from
+from pipelines.payments.route import details_problem
 from pipelines.rules.relations import table_from_rows
 
 PAYER_KEY = "payer"  # the payer block's entry in manifest.json's bank_details
@@ -43,7 +43,8 @@ def payment_routes(con: duckdb.DuckDBPyConnection, params: dict, context: dict) 
     payer = payer_from(context["program"].payer)
     rows = []
     for payee in payees(con, params["billing_month"]):
-        r, problem = route(payee, payer), details_problem(payee, payer)
+        r = route(payee, payer)
+        problem = r if payer is not None else details_problem(payee, None)  # with a payer: the same route
         rows.append((payee.partner_id, details_hash(payee), r.file, problem.reason,
                      f"{problem.reason}: {problem.detail}" if problem.reason else None))
     table_from_rows(con, "payment_routes",
