@@ -22,7 +22,6 @@ from pipelines.payments.route import (
     details_hash,
     payer_hash,
     route,
-    unusable,
 )
 
 __all__ = [
@@ -40,5 +39,4 @@ __all__ = [
     "next_banking_day",
     "payer_hash",
     "route",
-    "unusable",
 ]

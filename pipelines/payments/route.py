@@ -3,7 +3,7 @@
 ``route`` picks the file a partner's details aim at (PayPal; ACH for USD in the US without a BIC;
 SEPA for EUR to an IBAN of a SEPA country; else international), then runs that file's checks in
 the SPEC's reason order; the first failing check is the manual reason (table: docs/payments.md).
-``unusable`` is the same routing without the changed-set, for ``run``'s ``bank_details_unusable``;
+``details_problem`` is the same routing without the changed-set, for ``run``'s ``bank_details_unusable``;
 ``details_hash`` / ``payer_hash`` fingerprint what routing reads, so ``release`` sees changes.
 """
 
@@ -35,7 +35,6 @@ __all__ = [
     "details_hash",
     "payer_hash",
     "route",
-    "unusable",
     "valid_bic",
     "valid_iban",
     "valid_routing_number",
@@ -315,12 +314,6 @@ def details_problem(payee: Payee, payer: Payer | None) -> Route:
     currency is reported too); without one, the route under ``STAND_IN_PAYER``, so that only the
     partner's own details count (``no_payer`` is the program's choice, not a problem to report)."""
     return route(payee, payer if payer is not None else STAND_IN_PAYER)
-
-
-def unusable(payee: Payee, payer: Payer | None) -> str | None:
-    """The reason the monthly run reports as ``bank_details_unusable`` before approval (None when a
-    file can carry the payee): ``details_problem``'s, so the rules live in one place."""
-    return details_problem(payee, payer).reason
 
 
 def _route_paypal(payee: Payee) -> Route:

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 from paymentcases import PAYER, payee
 
-from pipelines.payments import MANUAL_REASONS, PaymentFileError, details_hash, payer_hash, route, unusable
-from pipelines.payments.route import valid_routing_number
+from pipelines.payments import MANUAL_REASONS, PaymentFileError, details_hash, payer_hash, route
+from pipelines.payments.route import details_problem, valid_routing_number
 
 SEPA_FR = dict(account_ref="FR1420041010050500013M02606", country="FR")
 GB = dict(account_ref="GB29NWBK60161331926819", bank_code="NWBKGB2L", country="GB")
@@ -145,11 +145,11 @@ def test_debtor_accounts():
     assert where(payee("S", "EUR", 100, **SEPA_FR), payer=replace(PAYER, bic="NOTABIC")) == "no_payer"
 
 
-def test_unusable_is_route_without_the_changed_set():
+def test_details_problem_is_route_without_the_changed_set():
     good = payee("C1", "EUR", 100, **SEPA_FR)
-    assert unusable(good, PAYER) is None
+    assert details_problem(good, PAYER).reason is None
     assert route(good, PAYER, {"C1"}).reason == "bank_details_changed"
-    assert unusable(payee("M", "GBP", 100, account_ref="GB29NWBK60161331926819"), PAYER) == "missing_bank_code"
+    assert details_problem(payee("M", "GBP", 100, account_ref="GB29NWBK60161331926819"), PAYER).reason == "missing_bank_code"
 
 
 def test_unknown_method_is_an_error():
