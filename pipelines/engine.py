@@ -101,7 +101,7 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
         con.execute("set disabled_compression_methods = 'fsst,dict_fsst'")
         # ... and never synced to disk: a machine that dies mid-run can lose only this scratch file
         # (DuckDB's block checksums then fail the next step) and a rerun of the month starts over
-        # from prepare, which deletes it (sub_shares at 10M lines: 9.4-9.7 s against 10.0-10.7 s)
+        # from prepare, which deletes it (each 10M-row table is written faster)
         con.execute("set fsync_mode = 'none'")
         relations.install_macros(con)
         if attach_ledger:

@@ -14,6 +14,9 @@ class InputFile:
     optional_columns: tuple[str, ...] = ()
     record_id: str = ""  # column that identifies a row in exceptions.csv
     required: bool = True  # a missing file stops the run
+    # columns the header must have but no rule reads: not staged, so that the largest file's
+    # staging table holds only what its checks use (rules.md says they may be blank)
+    unread_columns: tuple[str, ...] = ()
 
     def path(self, data_dir: Path, month: str) -> Path:
         return Path(data_dir) / self.relpath.format(month=month)
@@ -24,6 +27,11 @@ class InputFile:
     @property
     def required_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.optional_columns)
+
+    @property
+    def staged_columns(self) -> tuple[str, ...]:
+        """The columns ingest keeps as text in `raw_<key>`."""
+        return tuple(c for c in self.columns if c not in self.unread_columns)
 
 
 _BILLING = ("line_id", "invoice_id", "invoice_date", "customer_id")
@@ -55,6 +63,7 @@ SUBSCRIPTION_BILLING = InputFile(
     "exports/{month}/subscription_billing.csv",
     _BILLING + ("subscription_id", "subscription_start", "product_family") + _MONEY,
     record_id="line_id",
+    unread_columns=("invoice_id", "subscription_id"),
 )
 PROJECT_BILLING = InputFile(
     "project_billing",

@@ -102,11 +102,12 @@ def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"drop {kind} {name}")
 
 def _select_columns(f: InputFile, header: list[str], field) -> str:
-    """The spec's columns from a record's fields, by header position (extra columns are ignored)."""
+    """The spec's staged columns from a record's fields, by header position (extra and unread columns
+    are not kept)."""
     positions_of = {name: i for i, name in reversed(list(enumerate(header)))}
     return ", ".join(
         f"nullif({field(positions_of[c])}, '') as \"{c}\"" if c in positions_of else f'null::varchar as "{c}"'
-        for c in f.columns
+        for c in f.staged_columns
     )
 
 
@@ -305,7 +306,7 @@ def check_sources_unchanged(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _empty_raw(con: duckdb.DuckDBPyConnection, f: InputFile, target: str | None = None) -> None:
-    cols = ", ".join(f'null::varchar as "{c}"' for c in f.columns)
+    cols = ", ".join(f'null::varchar as "{c}"' for c in f.staged_columns)
     con.execute(f"create or replace temp table {target or 'raw_' + f.key} as "
                 f"select null::bigint as row_number, {cols} limit 0")
 

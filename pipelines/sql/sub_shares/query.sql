@@ -112,8 +112,9 @@ single_rate as (
     from bracketed as b
 )
 
--- one row per credited charge (8.9M at 10M lines), written to the work database: every column costs
--- time to write, so the claim's and the day's columns (credit_key, partner_id, engagement_type,
+-- one row per credited charge (8.9M at 10M lines), kept in a temp table (only this step's relations
+-- read it, and a temp table is not compressed and written to the work file): every column costs time
+-- to write, so the claim's and the day's columns (credit_key, partner_id, engagement_type,
 -- credit_pct, customer_id, invoice_date) are one integer, claim_day, which the view `credits` joins
 -- back from credited_days (compute._credits; a few thousand rows), and the tier details that
 -- `compute._credits` needs to split a share across steps are one text on the few rows that cross a

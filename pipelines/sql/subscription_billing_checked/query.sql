@@ -41,8 +41,8 @@ checked as (
     from typed
 )
 
--- invoice_id and subscription_id are read (the input suites check them) but not kept: no rule
--- reads them, and this table is written to disk for 10M lines a month
+-- invoice_id and subscription_id are not staged (ingest.files: unread_columns): no rule reads them,
+-- and this table is written to disk for 10M lines a month
 select
     row_number,
     line_id,
