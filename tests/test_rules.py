@@ -6,9 +6,12 @@ Every expected number below is worked out in the comments from SPEC section 2, n
 import json
 from pathlib import Path
 
+import pytest
+
 from builders import PROGRAM, build, claim, partner, proj, read_rows, sub
 
 from pipelines.engine import run_month
+from pipelines.publish import outputs
 
 BAL_COLS = ("opening_balance", "earnings", "clawbacks", "referral_fees", "fees", "pending", "gross_paid",
             "withholding", "net_paid", "closing_balance", "status")
@@ -335,12 +338,18 @@ def test_an_amount_beyond_64_bits_stays_exact(tmp_path):
     assert balances(out, "2025-03")["P1"][1] == "43209876154220987.65"
 
 
-def test_subscription_share_rows_as_written(tmp_path):
+@pytest.mark.parametrize("chunk_rows, batch_rows", [(None, None), (1, 2)], ids=["one-range", "a-range-per-partner"])
+def test_subscription_share_rows_as_written(tmp_path, monkeypatch, chunk_rows, batch_rows):
     """The month's subscription shares are written from their claims (sql/statement_lines,
     sub_share_rows): every field of a row, worked out by hand. Holding 10 days: a charge on or after
     03-22 is pending ('payable from 2025-04'). P2 is paid in GBP, which has no rate: held. The
     customer ids need a formula guard and quotes. L5 crosses the 1,000,000 step from a base of 300.00
-    (L1 100.00 + L2 200.00, earlier in date order): 999,700.00 x 0.25 + 310.00 x 0.35 = 250,033.50."""
+    (L1 100.00 + L2 200.00, earlier in date order): 999,700.00 x 0.25 + 310.00 x 0.35 = 250,033.50.
+    The same rows, numbered 1, 2, ... per partner, whether the statements are sorted in one range of
+    partners or in one range per partner, streamed in batches of two rows."""
+    if chunk_rows is not None:
+        monkeypatch.setattr(outputs, "STATEMENT_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr(outputs, "STATEMENT_BATCH_ROWS", batch_rows)
     program = PROGRAM.read_text().replace("holding_days: 0", "holding_days: 10")
     data = build(
         tmp_path / "data",
@@ -361,6 +370,7 @@ def test_subscription_share_rows_as_written(tmp_path):
 
     def share_lines(pid):
         lines = (out / "2025-03" / "statements" / f"{pid}.csv").read_text().splitlines()[1:]
+        assert [ln.split(",", 1)[0] for ln in lines] == [str(i) for i in range(1, len(lines) + 1)]
         return [ln.split(",", 1)[1] for ln in lines if ln.split(",")[1] in ("share", "pending_share")]
 
     assert share_lines("P1") == [

@@ -110,13 +110,13 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path) -> int:
 
     `sql/statement_lines/query.sql` gives each row as CSV text (`row_text`, from `entry` to `note`
     with its line end): the month's subscription shares, and the other rows from
-    `sql/statement_other_rows` (a temp table built first). It is sorted once by (partner, statement
-    order) and streamed in Arrow batches; each batch is cut where the partner changes, and each
-    slice is written as one block of bytes: the line numbers joined in front of the rows by Arrow,
-    then the string column's data
-    buffer as it is, by one writer thread while the next batch is fetched. One sort and one pass: no
-    window function, no query per partner, no CSV writer and no Python loop over rows; memory
-    bounded by two batches.
+    `sql/statement_other_rows` (a temp table built first). It is sorted by (partner, statement order)
+    in a few ranges of partners (`_statement_chunks`: a sort of every row with its text spills to
+    disk, a range's sort fits in memory) and streamed in Arrow batches; each batch is cut where the
+    partner changes, and each slice is written as one block of bytes: the line numbers joined in
+    front of the rows by Arrow, then the string column's data buffer as it is, by one writer thread
+    while the next batch is fetched. No window function, no CSV writer and no Python loop over rows;
+    the writer's memory is bounded by two batches.
     """
     import numpy as np
     import pyarrow as pa
@@ -125,9 +125,15 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path) -> int:
     statements = month_dir / "statements"
     statements.mkdir(exist_ok=True)
     # sql/statement_lines merges the month's subscription shares' rows with statement_other_rows
-    rel = con.sql(f"select statement_partner_id, statement_no, row_text "
-                  f"from ({relations.query_text('statement_lines')}) order by line_order")
-    reader = rel.to_arrow_reader(STATEMENT_BATCH_ROWS)
+    lines = relations.query_text("statement_lines")
+    chunk_query = (f"select statement_partner_id, statement_no, row_text from ({lines}) "
+                   f"where statement_no between $first and $last order by line_order")
+
+    def batches():
+        for first, last in _statement_chunks(con, lines):
+            yield from con.sql(chunk_query, params={"first": first, "last": last}).to_arrow_reader(STATEMENT_BATCH_ROWS)
+
+    reader = batches()
     header = (",".join(STATEMENT_COLUMNS) + "\n").encode()
     written: dict[str, int] = {}
     state: dict = {"current": None, "fh": None}
@@ -176,6 +182,24 @@ def write_statements(con: duckdb.DuckDBPyConnection, month_dir: Path) -> int:
     return len(pids)
 
 
+def _statement_chunks(con: duckdb.DuckDBPyConnection, lines: str) -> list[tuple[int, int]]:
+    """Ranges of statement_no, in order, each with at most STATEMENT_CHUNK_ROWS rows (or one partner):
+    each range is sorted on its own, small enough to sort in memory, where one sort of the month's
+    rows with their text spills to disk."""
+    chunks: list[tuple[int, int]] = []
+    first, rows = None, 0
+    for no, n in con.execute(f"select statement_no, count(*) from ({lines}) group by 1 order by 1").fetchall():
+        if first is not None and rows + n > STATEMENT_CHUNK_ROWS:
+            chunks.append((first, last))
+            first, rows = None, 0
+        if first is None:
+            first = no
+        last, rows = no, rows + n
+    if first is not None:
+        chunks.append((first, last))
+    return chunks
+
+
 def _string_data(arr) -> memoryview:
     """The bytes of a string array's values, end to end (no nulls here: every row has its text)."""
     import numpy as np
@@ -190,6 +214,8 @@ def _string_data(arr) -> memoryview:
 
 #: rows per Arrow batch when streaming statements (bounds the writer's memory)
 STATEMENT_BATCH_ROWS = 200_000
+#: rows per sorted range of statements (bounds the sort's memory)
+STATEMENT_CHUNK_ROWS = 2_000_000
 
 
 def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> dict[str, str]:
