@@ -88,3 +88,31 @@ def test_a_ledger_from_before_the_files_is_read_from_its_tables(tmp_path):
     shutil.rmtree(out / ledger.FILES_DIR)
     run_month(data, out, "2025-04")
     _check_april(out)
+
+
+def test_few_valued_text_is_written_as_it_was(tmp_path):
+    """billing_lines and charge_credits write their few-valued text columns through an ENUM
+    (`dictionary_columns`): the files hold the same strings, read back as VARCHAR, a quote included."""
+    from builders import proj
+
+    data = build(tmp_path / "data", partners=[partner("P1"), partner("P'2")], attributions=[claim("A1", "C1", "P1")],
+                 months={"2025-03": {"subscription_billing": [sub("L2", "C1", "100.00", "2025-03-04")],
+                                     "project_billing": [proj("J1", "P'2", "50.00", "2025-03-05")]}})
+    out = tmp_path / "out"
+    run_month(data, out, "2025-03")
+    (folder,) = _month_dirs(out)
+    lines = out / ledger.FILES_DIR / folder / "billing_lines.parquet"
+    credits = out / ledger.FILES_DIR / folder / "charge_credits.parquet"
+    text = ["billing_month", "line_id", "source", "line_type", "customer_id", "item", "currency", "source_file"]
+    assert {c: t for c, t, *_ in duckdb.sql(f"describe select * from '{lines}'").fetchall() if c in text} == \
+        dict.fromkeys(text, "VARCHAR")
+    assert duckdb.sql(f"select {', '.join(text)} from '{lines}' order by line_id").fetchall() == [
+        ("2025-03", "J1", "project", "charge", "CP'2", "PRJJ1", "USD", "exports/2025-03/project_billing.csv"),
+        ("2025-03", "L2", "subscription", "charge", "C1", "platform", "USD", "exports/2025-03/subscription_billing.csv"),
+    ]
+    # a project line's credit key is its partner; a subscription line's, its claim
+    assert duckdb.sql(f"select billing_month, line_id, credit_key, partner_id, engagement_type from '{credits}' "
+                      "order by line_id").fetchall() == [
+        ("2025-03", "J1", "P'2", "P'2", "partner_led"),
+        ("2025-03", "L2", "A1", "P1", "partner_led"),
+    ]

@@ -19,6 +19,7 @@ it, `query.sql` (a SELECT; values are bound parameters such as `$billing_month`,
     updates: [sub_shares]                     # python: a relation it changes in place
     free_after_use: true                      # a temp table dropped once every reader is built
     parquet: billing_lines                    # materialized parquet: the file name in the delta folder
+    dictionary_columns: [source, currency]    # parquet: few-valued text columns, written as ENUMs
 
 `sql/sources.yaml` declares the relations Python makes before a step runs (the raw exports, the
 ledger). A query's dependencies are the declared relations its FROM and JOIN clauses name (its
@@ -57,7 +58,7 @@ _CTE = re.compile(r"(?:\bwith(?:\s+recursive)?|,)\s*([a-z_][a-z0-9_]*)(?:\s*\([^
                   r"(?:materialized\s+|not\s+materialized\s+)?\(", re.IGNORECASE)
 _TABLE_FUNCTIONS = {"range", "generate_series", "unnest", "read_csv", "read_parquet"}
 _KEYS = {"description", "step", "materialized", "parameters", "quarantine", "function", "creates", "reads",
-         "updates", "free_after_use", "parquet"}
+         "updates", "free_after_use", "parquet", "dictionary_columns"}
 
 #: seconds per relation built in this process (the benchmark's breakdown)
 TIMINGS: dict[str, float] = {}
@@ -99,6 +100,7 @@ class Relation:
     updates: tuple[str, ...] = ()
     free_after_use: bool = False
     parquet: str | None = None
+    dictionary_columns: tuple[str, ...] = ()
     query: str | None = field(default=None, repr=False)
 
     @property
@@ -191,6 +193,8 @@ def _load(folder) -> Relation:
     query = query_file.read_text(encoding="utf-8") if query_file.is_file() else None
     if (meta["materialized"] == "python") != (query is None):
         raise DeclarationError(f"{where}: a python relation has no query.sql; every other one has one")
+    if meta.get("dictionary_columns") and meta["materialized"] != "parquet":
+        raise DeclarationError(f"{where}: only a parquet relation has dictionary_columns")
     if meta["materialized"] == "python" and not meta.get("function"):
         raise DeclarationError(f"{where}: a python relation names its function")
     params = tuple(meta.get("parameters") or ())
@@ -206,7 +210,7 @@ def _load(folder) -> Relation:
         parameters=params, quarantine=Quarantine(**q) if q else None, function=meta.get("function"),
         creates=tuple(meta.get("creates") or ()), reads=tuple(meta.get("reads") or ()),
         updates=tuple(meta.get("updates") or ()), free_after_use=bool(meta.get("free_after_use")),
-        parquet=meta.get("parquet"), query=query,
+        parquet=meta.get("parquet"), dictionary_columns=tuple(meta.get("dictionary_columns") or ()), query=query,
     )
 
 
@@ -331,11 +335,25 @@ def _python(con, rel: Relation, params: dict, context: dict) -> int | None:
 
 def _parquet(con, rel: Relation, params: dict, context: dict) -> int:
     """COPY the query to `<context['delta_dir']>/<parquet>.parquet`. Parquet has no 128-bit integer:
-    HUGEINT money columns go as DECIMAL(38, 0), exact, and come back as HUGEINT in the ledger."""
+    HUGEINT money columns go as DECIMAL(38, 0), exact, and come back as HUGEINT in the ledger.
+
+    `dictionary_columns` (text with a few values: a month, a currency, a partner) are cast to an
+    ENUM of their sorted distinct values, taken in one pass: the Parquet writer then writes the
+    ENUM's dictionary instead of hashing every row's text, and the file holds the same strings
+    (read back as VARCHAR)."""
     values = bound(rel, params)
     probe = con.sql(rel.query, params=values or None)
-    cols = ", ".join(f'"{c}"::decimal(38, 0) as "{c}"' if str(t) == "HUGEINT" else f'"{c}"'
-                     for c, t in zip(probe.columns, probe.types))
+    casts = {c: f'"{c}"::decimal(38, 0)' for c, t in zip(probe.columns, probe.types) if str(t) == "HUGEINT"}
+    if rel.dictionary_columns:
+        lists = ", ".join(f'list(distinct "{c}") filter (where "{c}" is not null) as "{c}"'
+                          for c in rel.dictionary_columns)
+        con.execute(f"create or replace temp table _dictionary as select {lists} from ({rel.query})", values)
+        for i, c in enumerate(rel.dictionary_columns):
+            # the type's values come from the table (an ENUM's values cannot be bound), in sorted order
+            con.execute(f'create or replace temp type _dictionary_{i} as enum '
+                        f'(select v from (select unnest("{c}") as v from _dictionary) order by v)')
+            casts[c] = f'"{c}"::_dictionary_{i}'
+    cols = ", ".join(f'{casts[c]} as "{c}"' if c in casts else f'"{c}"' for c in probe.columns)
     path = Path(context["delta_dir"]) / f"{rel.parquet}.parquet"
     (rows,) = con.execute(f"copy (select {cols} from ({rel.query})) to {sql_literal(str(path))} (format parquet)",
                           values).fetchall()[0]
