@@ -214,8 +214,10 @@ def _string_data(arr) -> memoryview:
 
 #: rows per Arrow batch when streaming statements (bounds the writer's memory)
 STATEMENT_BATCH_ROWS = 200_000
-#: rows per sorted range of statements (bounds the sort's memory)
-STATEMENT_CHUNK_ROWS = 2_000_000
+#: rows per sorted range of statements (bounds the sort's memory: at most a few hundred MB of row
+#: text under the default 2 GB limit). each range joins the month's shares again, so fewer, larger
+#: ranges are faster until a range's sort no longer fits in memory (benchmarks/results.md)
+STATEMENT_CHUNK_ROWS = 3_000_000
 
 
 def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> dict[str, str]:
