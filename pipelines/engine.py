@@ -290,7 +290,6 @@ def compute(data_dir: Path, out_dir: Path, month: str, run: str | None = None, r
         written = outputs.write_month(con, month_dir, params, file_rows, context)
         (stage / BANK_DETAILS).write_text(json.dumps(context["bank_details"], sort_keys=True))
         gates.gate_totals(con, stage, params)  # while compute's tables are in memory
-        con.execute("drop table line_totals")  # 10M rows nothing reads again: memory for the ledger delta
         t2 = time.perf_counter()
         delta = stage / LEDGER_DELTA
         if delta.exists():

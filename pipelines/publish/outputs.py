@@ -226,8 +226,9 @@ def _money_by(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = 
 
 def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict) -> dict:
     month = params["billing_month"]
-    # line_totals (sql/line_totals, built with the outputs) has one row per usable billing line with
-    # the partners' shares and clawbacks: the per-currency totals and identities are read from it
+    # line_totals (sql/line_totals, built with the outputs) totals the usable billing lines with the
+    # partners' shares and clawbacks per currency and source: the per-currency totals and identities
+    # are read from it
     by_currency = {}
     identities = []
     for cur, d, billed, share, company, unattr, claw, refs, fees, adjustments in con.execute(
@@ -295,7 +296,7 @@ def control_totals(con: duckdb.DuckDBPyConnection, params: dict, file_rows: dict
 def used_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows of each file that made it into a result table, counted from those tables (not read - bad)."""
     q = lambda sql: int(con.execute(sql).fetchall()[0][0])  # noqa: E731
-    billing = dict(con.execute("select source, count(*) from line_totals group by source").fetchall())
+    billing = dict(con.execute("select source, sum(lines) from line_totals group by source").fetchall())
     return {
         "partners": q("select count(*) from partners"),
         "partner_levels": q("select count(*) from partner_levels"),

@@ -26,12 +26,12 @@ adjustments_by as (
 per_currency as (
     select
         currency,
-        sum(amount_minor) as billed,
+        sum(billed) as billed,
         sum(partner_share) as partner_share,
         sum(company_share) as company_share,
-        sum(amount_minor) filter (where unattributed) as unattributed,
+        sum(unattributed) as unattributed,
         sum(clawed_back) as clawed_back
-    from line_totals
+    from line_totals  -- per currency and source
     group by currency
 ),
 
