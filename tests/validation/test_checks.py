@@ -294,3 +294,22 @@ def test_importing_the_layer_does_not_import_great_expectations():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+def test_gx_is_imported_without_the_modules_these_suites_do_not_need():
+    """A fresh process builds GX's context with SQLAlchemy hidden and scipy.stats and Altair not yet
+    loaded, runs a suite, and can still import and use all three afterwards."""
+    code = (
+        "import sys\n"
+        "import validation_frames as vf\n"
+        "from pipelines.validation import checks\n"
+        "result = checks.run_suite('remittance', vf.FRAMES['remittance'](), vf.PARAMS)\n"
+        "loaded = [n for n in ('sqlalchemy', 'scipy.stats', 'altair') if type(sys.modules.get(n)).__name__ == 'module']\n"
+        "print(result.success, loaded)\n"
+        "import altair, scipy.stats, sqlalchemy\n"
+        "print(scipy.stats.norm.cdf(0), sqlalchemy.text('1').text, altair.Chart.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["True []", "0.5 1 Chart"]
