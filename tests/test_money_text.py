@@ -1,12 +1,16 @@
-"""`fmt_money` (sql/macros.sql) writes minor units as the amount's text with exactly the currency's
-digits, on a 64-bit path below 10^14 minor units and a 128-bit one above: both are checked against
-Python's exact integer arithmetic, across the boundary and at the extremes of HUGEINT."""
+"""The money and date macros of sql/macros.sql against Python's exact arithmetic. `fmt_money` writes
+minor units as the amount's text with exactly the currency's digits, on a 64-bit path below 10^14
+minor units and a 128-bit one above: both are checked across the boundary and at the extremes of
+HUGEINT. Ingest's typing of text (`is_money`, `decimals_of`, `to_minor`, `as_date`) is checked
+against Python's re, Decimal and date on well-formed and malformed text."""
 
+import re
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
 import duckdb
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from pipelines.rules import relations
@@ -75,3 +79,60 @@ def test_credited_share_matches_rational_arithmetic(minor, pct, rate):
         "select credited_share($m::hugeint, $p::decimal(14, 4), $r::decimal(9, 6))",
         {"m": str(minor), "p": str(pct), "r": str(rate)}).fetchall()[0]
     assert share == expected_share(minor, pct, rate)
+
+
+# the typing of input text (is_money, decimals_of, to_minor, as_date), against Python's re, Decimal
+# and date: the same answers for well-formed and malformed text
+MONEY_TEXT = st.builds(
+    lambda sign, whole, frac: f"{sign}{whole}" + ("" if frac is None else f".{frac}"),
+    st.sampled_from(["", "-"]),
+    st.one_of(st.integers(0, 10**6), st.integers(0, 10**18 - 1)).map(str),
+    st.one_of(st.none(), st.text("0123456789", min_size=1, max_size=4)),
+)
+TEXT = st.text("0123456789.-+e ,", max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(MONEY_TEXT, TEXT), st.integers(0, 4))
+@example("-30.5", 2)
+@example("12", 0)
+@example("0.0001", 4)
+@example("999999999999999999.9999", 4)
+@example("1.2.3", 4)
+@example("1.", 2)
+@example("+1", 2)
+def test_money_text_to_minor_units_matches_decimal(text, digits):
+    money, decimals, minor = CON.execute(
+        "select is_money($s), decimals_of($s), to_minor($s, $d)", {"s": text, "d": digits}).fetchall()[0]
+    assert money == bool(re.fullmatch(r"-?[0-9]{1,18}(\.[0-9]+)?", text))
+    if money:
+        assert decimals == len(text.partition(".")[2])
+        if decimals <= digits:
+            assert minor == int(Decimal(text).scaleb(digits))
+
+
+DATE_TEXT = st.one_of(
+    st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32)),
+    st.text("0123456789-/ T", min_size=8, max_size=11),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(DATE_TEXT)
+@example("2025-01-31")
+@example("2025-1-31")
+@example("2025/01/31")
+@example(" 2025-01-31")
+@example("2025-01-31 ")
+@example("2024-02-29")
+@example("2025-02-29")
+def test_date_text_matches_python(text):
+    assume(not text.startswith("0000"))  # year 0: DuckDB reads 1 BC, Python has no such date
+    (parsed,) = CON.execute("select as_date($s)", {"s": text}).fetchall()[0]
+    expected = None
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        try:
+            expected = date.fromisoformat(text)
+        except ValueError:
+            pass
+    assert parsed == expected

@@ -5,27 +5,30 @@
 -- a decimal string in major units: optional minus, digits, optional fraction (no exponent, no plus).
 create or replace macro is_money(s) as regexp_full_match(s, '-?[0-9]{1,18}(\.[0-9]+)?');
 
--- digits after the decimal point of a money string.
-create or replace macro decimals_of(s) as length(coalesce(nullif(split_part(s, '.', 2), ''), ''));
+-- 10^d as an exact integer, for the digits currencies have (0..4).
+create or replace macro pow10(d) as
+    case d when 0 then 1 when 1 then 10 when 2 then 100 when 3 then 1000 when 4 then 10000 end::hugeint;
 
--- a money string (already checked: is_money and decimals_of(s) <= d) to minor units, exactly,
--- by moving the decimal point in the text: '-30.5' with d = 2 -> -3050.
+-- digits after the decimal point of a money string (already checked: is_money). position and
+-- length, not split_part: no new string per row.
+create or replace macro decimals_of(s) as
+    case when position('.' in s) = 0 then 0 else length(s) - position('.' in s) end;
+
+-- a money string (already checked: is_money and decimals_of(s) <= d) to minor units, exactly:
+-- its digits as an integer, times 10^(d - its decimals): '-30.5' with d = 2 -> -305 x 10 = -3050.
 create or replace macro to_minor(s, d) as
-    try_cast(split_part(s, '.', 1) || rpad(coalesce(nullif(split_part(s, '.', 2), ''), ''), cast(d as integer), '0') as hugeint);
+    try_cast(replace(s, '.', '') as hugeint) * pow10(cast(d as integer) - decimals_of(s));
 
--- a YYYY-MM-DD date or null.
+-- a YYYY-MM-DD date or null. glob, not a regular expression: the same whole-string match of ten
+-- characters, at a fraction of the cost per row.
 create or replace macro as_date(s) as
-    case when regexp_full_match(s, '[0-9]{4}-[0-9]{2}-[0-9]{2}') then try_cast(s as date) end;
+    case when s glob '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]' then try_cast(s as date) end;
 
 -- x / y rounded half away from zero, exactly, on integers (decimal division in duckdb gives a double).
 create or replace macro div_round(x, y) as
     case when y = 0 then null
          else sign(x) * sign(y) * ((2 * abs(x::hugeint) + abs(y::hugeint)) // (2 * abs(y::hugeint)))
     end;
-
--- 10^d as an exact integer, for the digits currencies have (0..4).
-create or replace macro pow10(d) as
-    case d when 0 then 1 when 1 then 10 when 2 then 100 when 3 then 1000 when 4 then 10000 end::hugeint;
 
 -- minor units back to a decimal string with exactly d digits: (-3050, 2) -> '-30.50'. exact: the
 -- integer becomes a DECIMAL(w, 0) and is scaled by an exact decimal factor, whose text has d digits
