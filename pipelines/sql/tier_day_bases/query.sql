@@ -3,17 +3,26 @@
 -- tier_running_bases). tier base: the partner's credited subscription charges in program currency
 -- (major units, exact): the ledger's earlier months (lifetime, or this calendar year) plus this
 -- month's in (invoice_date, line_id) order. refunds do not lower it.
-with credits as (
-    -- the credited amount of every usable subscription charge per credited partner, in program
-    -- currency, major units: minor units x credit% x fx / 10^digits (exact decimal arithmetic)
+with charge_days as (
+    -- the usable subscription charges summed per customer, day and conversion (minor units of the
+    -- line's currency): credited_program is exact and linear in the amount, so a sum of the lines'
+    -- credited amounts is the credited amount of their sum
+    select customer_id, invoice_date, version, fx_rate, digits, sum(amount_minor) as amount_minor
+    from charges_fx  -- the usable charges with version and fx rate (compute.run_rules)
+    where source = 'subscription'
+    group by all
+),
+
+credits as (
+    -- each credited partner's share of those sums in program currency, major units: minor units x
+    -- credit% x fx / 10^digits (exact decimal arithmetic)
     select
         c.partner_id,
         l.invoice_date,
         l.version,
         credited_program(l.amount_minor, c.credit_pct, l.fx_rate, l.digits) as credited_program
-    from charges_fx as l  -- the usable charges with version and fx rate (compute.run_rules)
+    from charge_days as l
     join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
-    where l.source = 'subscription'
 ),
 
 opening as (
