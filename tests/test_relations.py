@@ -1,5 +1,6 @@
 """The declarations beside each query (`sql/<name>/metadata.yaml`) are checked when the graph loads."""
 
+import duckdb
 import pytest
 
 from pipelines.rules import relations
@@ -85,3 +86,18 @@ def test_line_totals_count_lines_that_do_not_reconcile():
     usd = got[("USD", "subscription")]
     assert usd["lines_failing"] == 2
     assert (usd["lines"], usd["billed"], usd["partner_share"], usd["clawed_back"]) == (7, 16400, 6000, -600)
+
+
+def test_building_a_view_does_not_compute_it(tmp_path):
+    """A view is computed where it is read, not again to count its rows: a view whose rows would raise
+    when computed builds without error (and its row count is None), a table of the same query fails."""
+    con = duckdb.connect()
+    query = "select error('computed') as x\n"
+    view = relations._load(_declare(tmp_path, "description: d\nstep: rules\nmaterialized: view\n", query))
+    assert relations.build(con, view, {}) is None
+    with pytest.raises(duckdb.Error, match="computed"):
+        con.execute("select * from some_relation").fetchall()
+    (tmp_path / "t").mkdir()
+    table = relations._load(_declare(tmp_path / "t", "description: d\nstep: rules\nmaterialized: temp_table\n", query))
+    with pytest.raises(relations.RelationFailed):
+        relations.build(con, table, {})

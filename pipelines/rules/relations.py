@@ -26,6 +26,7 @@ ledger). A query's dependencies are the declared relations its FROM and JOIN cla
 own CTE names excepted); a python node's are its `reads`. `run(con, step, ...)` builds a step's
 relations in dependency order (ties by name), so the order of the rules is the declarations', not
 code's. `materialized: query` relations are not stored: their reader fetches them (`query_text`).
+A view is computed where it is read, and only there: building it does not count its rows.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def bound(rel: Relation, params: dict) -> dict:
 
 
 def run(con: duckdb.DuckDBPyConnection, step: str, params: dict, context: dict | None = None,
-        only: set[str] | None = None) -> dict[str, int]:
+        only: set[str] | None = None) -> dict[str, int | None]:
     """Build every relation of `step` in dependency order (with `only`, just those and what they need
     within the step); returns rows built (or quarantined) per relation. `context` is handed to python
     relations (the program, the delta folder, ...)."""
@@ -295,8 +296,9 @@ def run(con: duckdb.DuckDBPyConnection, step: str, params: dict, context: dict |
     return built
 
 
-def build(con: duckdb.DuckDBPyConnection, rel: Relation | str, params: dict, context: dict | None = None) -> int:
-    """Build one relation as declared; returns its row count (a quarantine split: the rows refused)."""
+def build(con: duckdb.DuckDBPyConnection, rel: Relation | str, params: dict, context: dict | None = None) -> int | None:
+    """Build one relation as declared; returns its row count (None for a view; a quarantine split: the
+    rows refused)."""
     if isinstance(rel, str):
         rel = graph().relations[rel]
     t0 = time.perf_counter()
@@ -314,15 +316,16 @@ def build(con: duckdb.DuckDBPyConnection, rel: Relation | str, params: dict, con
     if rel.quarantine is not None:
         rows = _split(con, rel, params)
     TIMINGS[rel.name] = time.perf_counter() - t0
-    log.info("built %s: %s rows in %.2f s", rel.name, rows, TIMINGS[rel.name])
+    log.info("built %s: %s in %.2f s", rel.name, "a view" if rows is None and rel.materialized == "view"
+             else f"{rows} rows", TIMINGS[rel.name])
     return rows
 
 
 def _create(kind: str) -> Callable:
     def create(con, rel: Relation, params: dict, context: dict) -> int | None:
         con.execute(f'create or replace {kind} "{rel.name}" as\n{rel.query}', bound(rel, params))
-        if kind == "view":
-            return None
+        if kind.endswith("view"):
+            return None  # counting a view's rows would compute it once more, for a log line
         (rows,) = con.execute(f'select count(*) from "{rel.name}"').fetchall()[0]
         return int(rows)
     return create
