@@ -213,7 +213,8 @@ def _build_context() -> Any:
 # project does not use (distribution tests, KL divergence): about 40 % of its import's CPU, which the
 # month's DuckDB steps lose while the import runs beside them. SQLAlchemy is optional to GX, so it
 # is hidden while GX imports unless something has loaded it already (an Airflow worker has); the
-# other two load on first use.
+# other two load on first use. While hidden, an import of SQLAlchemy in another thread would fail:
+# nothing that runs beside the import (ingest) imports it.
 HIDDEN_FROM_GX = ("sqlalchemy",)
 LOADED_ON_FIRST_USE = ("scipy.stats", "altair")
 
@@ -235,9 +236,10 @@ class _OnFirstUse(types.ModuleType):
 
 def _import_gx() -> Any:
     for name in LOADED_ON_FIRST_USE:
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        spec = None if name in sys.modules else importlib.util.find_spec(name)
+        if spec is not None:
             stand_in = _OnFirstUse(name)
-            stand_in.__spec__ = importlib.util.find_spec(name)
+            stand_in.__spec__ = spec
             sys.modules[name] = stand_in
             parent, _, child = name.rpartition(".")
             if parent:
