@@ -1,4 +1,5 @@
-"""The declarations beside each query (`sql/<name>/metadata.yaml`) are checked when the graph loads."""
+"""The relation runner: the declarations beside each query (`sql/<name>/metadata.yaml`) are checked
+when the graph loads, a view is not computed when built, and `line_totals` on hand-made tables."""
 
 import duckdb
 import pytest
@@ -31,8 +32,6 @@ def test_a_bad_declaration_names_its_file_and_key(tmp_path, meta, message):
 
 def _line_totals(lines_extra: str = "", shares_extra: str = "", refunds_extra: str = "", claws_extra: str = ""):
     """sql/line_totals on hand-made inputs: the few columns it reads of each table it names."""
-    import duckdb
-
     con = duckdb.connect()
     relations.install_macros(con)
     con.execute(f"""
