@@ -43,9 +43,13 @@ def setup() -> None:
     if not PY.exists():
         venv.create(VENV, with_pip=True)
     # uv installs the ~570 locked packages in seconds instead of minutes; pip is the fallback.
+    # Both write the bytecode of every installed module now, as pip does by default: uv does not
+    # unless asked, and where Python may not write it at import (PYTHONDONTWRITEBYTECODE, a
+    # read-only venv) every process would compile what it imports from source, seconds for Great
+    # Expectations or Airflow (docs/performance.md).
     try:
         sh(PY, "-m", "pip", "install", "--quiet", "uv==0.13.8")
-        sh(VENV / "bin" / "uv", "pip", "sync", "--python", PY, LOCK)
+        sh(VENV / "bin" / "uv", "pip", "sync", "--compile-bytecode", "--python", PY, LOCK)
         sh(VENV / "bin" / "uv", "pip", "install", "--python", PY, "--no-deps", "-e", ".")
     except subprocess.CalledProcessError:
         sh(PY, "-m", "pip", "install", "--quiet", "-r", LOCK)
