@@ -95,13 +95,12 @@ def _work_db(out_dir: Path, month: str, *, attach_ledger: bool = True) -> Iterat
     try:
         con.execute("set temp_directory = $d", {"d": str(spill)})
         con.execute("set enable_progress_bar = false")  # log lines, not a terminal progress bar
-        # the work database is scratch (deleted at publish): its 10M-row tables are written without
-        # FSST string compression, about 1.2-1.7 s faster each at 10M lines, for a bigger file (860 MB
-        # instead of 190 MB after ingest)
-        con.execute("set disabled_compression_methods = 'fsst,dict_fsst'")
-        # ... and never synced to disk: a machine that dies mid-run can lose only this scratch file
-        # (DuckDB's block checksums then fail the next step) and a rerun of the month starts over
-        # from prepare, which deletes it (each 10M-row table is written faster)
+        # The work database keeps DuckDB's default compression, FSST for strings included: the
+        # typed export takes longer to write, but the compute step, which reads it back through a
+        # buffer pool shared with its own 10M-row tables, more than makes up for it
+        # (docs/performance.md). It is scratch (deleted at publish) and never synced to disk: a
+        # machine that dies mid-run can lose only this file (DuckDB's block checksums then fail the
+        # next step), and a rerun of the month starts over from prepare, which deletes it.
         con.execute("set fsync_mode = 'none'")
         relations.install_macros(con)
         if attach_ledger:
