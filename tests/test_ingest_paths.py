@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.ingest import csv_reader, load
+from pipelines.rules import relations
 from pipelines.ingest.files import InputFile
 
 F = InputFile("t", "t.csv", ("a", "b", "c"), record_id="a")
@@ -197,3 +198,35 @@ def test_quote_lines_and_physical_lines_read_only_their_blocks_and_agree_with_sp
     assert csv_reader.quote_lines(path, scan).tolist() == expected_quotes
     numbers = list(range(len(lines), 0, -1))  # every line, in an order that is not the file's
     assert csv_reader.physical_lines(path, scan, numbers) == [lines[n - 1] for n in numbers]
+
+
+def test_before_exports_runs_once_between_the_reference_files_and_the_exports(tmp_path, monkeypatch):
+    """engine.ingest starts Great Expectations' import here: after the reference files' small
+    queries, which would wait for the GIL the import holds, and before DuckDB reads the exports."""
+    from pipelines.core.program import load_program
+    from pipelines.ingest.files import ALL_INPUTS
+    from pipelines.rules import run as rules
+    from tests import builders
+
+    data = tmp_path / "data"
+    builders.build(data, partners=[builders.partner("P1")],
+                   months={"2025-03": {"subscription_billing": [builders.sub("L1", "C1", "10.00", "2025-03-02")],
+                                       "project_billing": []}})
+    program = load_program(data / "reference" / "program.yaml")
+    params = rules.month_params(program, "2025-03", {f.key: f.label("2025-03") for f in ALL_INPUTS})
+    staged: list[str] = []
+    real_stage = load.stage_file
+
+    def stage_file(con, f, *args, **kwargs):
+        staged.append(f.key)
+        return real_stage(con, f, *args, **kwargs)
+
+    monkeypatch.setattr(load, "stage_file", stage_file)
+    con = duckdb.connect()
+    relations.install_macros(con)
+    load.reference_lists(con, program)
+    calls: list[list[str]] = []
+    load.ingest_all(con, data, "2025-03", tmp_path, params, before_exports=lambda: calls.append(list(staged)))
+    reference = ["partners", "partner_levels", "attributions", "fx_rates"]  # files.py: reference/*.csv
+    assert calls == [reference]
+    assert staged == [f.key for f in ALL_INPUTS] and staged[:4] == reference

@@ -25,6 +25,11 @@ class InputFile:
         return self.relpath.format(month=month)
 
     @property
+    def export(self) -> bool:
+        """A file of the month's exports (the rest is reference data, staged first)."""
+        return self.relpath.startswith("exports/")
+
+    @property
     def required_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.optional_columns)
 

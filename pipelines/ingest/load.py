@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -323,12 +324,19 @@ def reference_lists(con: duckdb.DuckDBPyConnection, program) -> None:
                 {"f": program.product_families()})
 
 
-def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict) -> dict:
+def ingest_all(con: duckdb.DuckDBPyConnection, data_dir: Path, month: str, scratch: Path, params: dict,
+               before_exports: Callable[[], None] | None = None) -> dict:
     """Read every input file (`stage_file`), then build the relations declared with `step: ingest`:
-    each file's `<key>_checked` types every row and quarantines what cannot be used."""
+    each file's `<key>_checked` types every row and quarantines what cannot be used.
+    `before_exports` is called once the reference files are staged, before the month's exports."""
     con.execute(QUARANTINE_DDL)
     con.execute(COUNTS_DDL)
-    read = {f.key: stage_file(con, f, data_dir, month, scratch) for f in ALL_INPUTS}
+    read = {}
+    for f in ALL_INPUTS:
+        if f.export and before_exports is not None:
+            before_exports()
+            before_exports = None
+        read[f.key] = stage_file(con, f, data_dir, month, scratch)
     try:
         relations.run(con, "ingest", params)
     except relations.RelationFailed as exc:
