@@ -22,7 +22,9 @@ file_fields as (
 ),
 
 item_fields as (
-    select item, csv_field(item) as field from (select distinct item from sub_shares)
+    -- every product family of the rate card: the shares' items are among them (typing quarantines
+    -- any other), and a distinct over the shares would scan them again for every range of partners
+    select product_family as item, csv_field(product_family) as field from product_families
 ),
 
 credit_ranks as (
