@@ -229,4 +229,4 @@ def test_before_exports_runs_once_between_the_reference_files_and_the_exports(tm
     load.ingest_all(con, data, "2025-03", tmp_path, params, before_exports=lambda: calls.append(list(staged)))
     reference = ["partners", "partner_levels", "attributions", "fx_rates"]  # files.py: reference/*.csv
     assert calls == [reference]
-    assert staged == [f.key for f in ALL_INPUTS] and staged[:4] == reference
+    assert staged == [f.key for f in ALL_INPUTS]  # every file staged, each once
