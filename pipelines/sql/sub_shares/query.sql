@@ -13,9 +13,20 @@
 -- range, so every credit's range (from the day's starting base) lies in the bracket of that base
 -- (tier_day_bases.first_step). the credited amount in program currency, which only a crossing needs,
 -- is tier_running_bases' (a few hundred thousand rows), not computed again for every credit here.
-with credits as (
+with claims as (
+    -- each claim of credited_days (a row per customer, day and claim: a few thousand rows) with its
+    -- partner's level on that day, looked up once per claim rather than once per credit
+    select
+        c.*,
+        coalesce(lv.level, 'registered') as level
+    from credited_days as c
+    left join level_intervals as lv
+        on lv.partner_id = c.partner_id and c.invoice_date >= lv.effective_from
+        and (lv.next_from is null or c.invoice_date < lv.next_from)
+),
+
+levelled as (
     -- every usable subscription charge with each partner credited on its customer's invoice day
-    -- (credited_days has a row per customer, day and claim: a few thousand rows)
     select
         l.line_id,
         c.claim_day,
@@ -24,6 +35,7 @@ with credits as (
         c.partner_id,
         c.engagement_type,
         c.credit_pct,
+        c.level,
         l.invoice_date,
         l.subscription_start,
         l.product_family,
@@ -36,18 +48,8 @@ with credits as (
         l.source_file,
         l.customer_id
     from charges_fx as l  -- the usable charges with version and fx rate (compute.run_rules)
-    join credited_days as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
+    join claims as c on c.customer_id = l.customer_id and c.invoice_date = l.invoice_date
     where l.source = 'subscription'
-),
-
-levelled as (
-    select
-        c.*,
-        coalesce(lv.level, 'registered') as level
-    from credits as c
-    left join level_intervals as lv
-        on lv.partner_id = c.partner_id and c.invoice_date >= lv.effective_from
-        and (lv.next_from is null or c.invoice_date < lv.next_from)
 ),
 
 rated as (
@@ -69,13 +71,13 @@ rated as (
 based as (
     select
         r.*,
-        x.line_id is not null as on_crossing_day,
+        x.row_number is not null as on_crossing_day,
         coalesce(x.base_before, d.day_base) as base_before,
         x.credited_program,  -- program currency, major units; null off the crossing days
         d.first_step as day_first_step
     from rated as r
     join tier_day_bases as d on d.partner_id = r.partner_id and d.invoice_date = r.invoice_date
-    left join tier_running_bases as x on x.line_id = r.line_id and x.credit_key = r.credit_key
+    left join tier_running_bases as x on x.row_number = r.row_number and x.claim_day = r.claim_day
 ),
 
 steps as (

@@ -3,6 +3,8 @@
 -- currency, major units, exact. only those days' credits are sorted, never the whole month.
 with credits as (
     select
+        l.row_number,
+        c.claim_day,
         l.line_id,
         c.credit_key,
         c.partner_id,
@@ -15,10 +17,12 @@ with credits as (
     where l.source = 'subscription'
 )
 
--- credited_program: the credit's own amount in program currency (sub_shares needs it only here)
+-- credited_program: the credit's own amount in program currency (sub_shares needs it only here).
+-- sub_shares finds a credit's row by (row_number, claim_day): integer keys, which hash faster than
+-- (line_id, credit_key) for each of the month's millions of credits
 select
-    c.line_id,
-    c.credit_key,
+    c.row_number,
+    c.claim_day,
     c.credited_program,
     d.day_base + coalesce(sum(c.credited_program) over (
         partition by c.partner_id, c.invoice_date order by c.line_id, c.credit_key
