@@ -92,7 +92,8 @@ def test_a_ledger_from_before_the_files_is_read_from_its_tables(tmp_path):
 
 def test_few_valued_text_is_written_as_it_was(tmp_path):
     """billing_lines and charge_credits write their few-valued text columns through an ENUM
-    (`dictionary_columns`): the files hold the same strings, read back as VARCHAR, a quote included."""
+    (`dictionary_columns`, and charge_credits' claim columns through the `dictionaries` its query casts
+    to): the files hold the same strings, read back as VARCHAR, a quote included."""
     from builders import proj
 
     data = build(tmp_path / "data", partners=[partner("P1"), partner("P'2")], attributions=[claim("A1", "C1", "P1")],

@@ -23,11 +23,34 @@ def test_every_declared_relation_loads():
     ("description: d\nstep: rules\nmaterialized: table\ncolour: red\n", "unknown key 'colour'"),
     ("description: d\nstep: rules\nmaterialized: table\ndictionary_columns: [x]\n",
      "only a parquet relation has dictionary_columns"),
+    ("description: d\nstep: rules\nmaterialized: table\ndictionaries: {t: [a.b]}\n",
+     "only a parquet relation has dictionaries"),
+    ("description: d\nstep: ledger\nmaterialized: parquet\nparquet: f\ndictionaries: {t: [b]}\n",
+     "dictionaries: t lists relation.column names"),
+    ("description: d\nstep: ledger\nmaterialized: parquet\nparquet: f\ndictionaries: {t: [a.b]}\n",
+     "dictionaries: query.sql never casts to t"),
 ])
 def test_a_bad_declaration_names_its_file_and_key(tmp_path, meta, message):
     with pytest.raises(relations.DeclarationError, match=message) as err:
         relations._load(_declare(tmp_path, meta))
     assert "sql/some_relation/metadata.yaml" in str(err.value)
+
+
+def test_a_dictionary_is_an_enum_of_its_columns_values(tmp_path):
+    """`dictionaries`: the type is made, before the query runs, from the sorted distinct values of the
+    columns it lists (nulls left out); the query casts to it and the file holds the same strings."""
+    folder = _declare(tmp_path, "description: d\nstep: ledger\nmaterialized: parquet\nparquet: f\n"
+                                "dictionaries: {kinds: [a.k, b.k]}\n",
+                      "select x, k::kinds as k from a\n")
+    rel = relations._load(folder)
+    assert rel.names() == {"a", "b"}  # the dictionary's relations are built first
+    con = duckdb.connect()
+    con.execute("create table a as select * from (values (1, 'fee'), (2, 'share'), (3, null)) t(x, k)")
+    con.execute("create table b as select * from (values ('bonus'), ('fee')) t(k)")
+    assert relations._parquet(con, rel, {}, {"delta_dir": str(tmp_path)}) == 3
+    assert con.execute("select enum_range(null::kinds)").fetchall() == [(["bonus", "fee", "share"],)]
+    assert con.execute(f"select x, k from '{tmp_path / 'f.parquet'}' order by x").fetchall() == \
+        [(1, "fee"), (2, "share"), (3, None)]
 
 
 def _line_totals(lines_extra: str = "", shares_extra: str = "", refunds_extra: str = "", claws_extra: str = ""):

@@ -20,6 +20,8 @@ it, `query.sql` (a SELECT; values are bound parameters such as `$billing_month`,
     free_after_use: true                      # a temp table dropped once every reader is built
     parquet: billing_lines                    # materialized parquet: the file name in the delta folder
     dictionary_columns: [source, currency]    # parquet: few-valued text columns, written as ENUMs
+    dictionaries:                             # parquet: ENUM types the query itself casts to, each
+      ledger_partner_id: [credited_days.partner_id]   #   holding the values of these columns
 
 `sql/sources.yaml` declares the relations Python makes before a step runs (the raw exports, the
 ledger). A query's dependencies are the declared relations its FROM and JOIN clauses name (its
@@ -59,7 +61,8 @@ _CTE = re.compile(r"(?:\bwith(?:\s+recursive)?|,)\s*([a-z_][a-z0-9_]*)(?:\s*\([^
                   r"(?:materialized\s+|not\s+materialized\s+)?\(", re.IGNORECASE)
 _TABLE_FUNCTIONS = {"range", "generate_series", "unnest", "read_csv", "read_parquet"}
 _KEYS = {"description", "step", "materialized", "parameters", "quarantine", "function", "creates", "reads",
-         "updates", "free_after_use", "parquet", "dictionary_columns"}
+         "updates", "free_after_use", "parquet", "dictionary_columns", "dictionaries"}
+_COLUMN_REF = re.compile(r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)")
 
 #: seconds per relation built in this process (the benchmark's breakdown)
 TIMINGS: dict[str, float] = {}
@@ -102,6 +105,7 @@ class Relation:
     free_after_use: bool = False
     parquet: str | None = None
     dictionary_columns: tuple[str, ...] = ()
+    dictionaries: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ENUM type, its relation.column refs)
     query: str | None = field(default=None, repr=False)
 
     @property
@@ -115,9 +119,10 @@ class Relation:
         """The relation names this one's query or declaration refers to."""
         if self.query is None:
             return set(self.reads) | set(self.updates)
+        dictionary_sources = {ref.split(".")[0] for _, refs in self.dictionaries for ref in refs}
         text = re.sub(r"'[^']*'", "''", strip_comments(self.query))  # no string literals either
         ctes = {m.lower() for m in _CTE.findall(text)}
-        return {m.lower() for m in _FROM.findall(text)} - ctes - _TABLE_FUNCTIONS
+        return ({m.lower() for m in _FROM.findall(text)} - ctes - _TABLE_FUNCTIONS) | dictionary_sources
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,15 @@ def _load(folder) -> Relation:
     query = query_file.read_text(encoding="utf-8") if query_file.is_file() else None
     if (meta["materialized"] == "python") != (query is None):
         raise DeclarationError(f"{where}: a python relation has no query.sql; every other one has one")
-    if meta.get("dictionary_columns") and meta["materialized"] != "parquet":
-        raise DeclarationError(f"{where}: only a parquet relation has dictionary_columns")
+    for key in ("dictionary_columns", "dictionaries"):
+        if meta.get(key) and meta["materialized"] != "parquet":
+            raise DeclarationError(f"{where}: only a parquet relation has {key}")
+    dictionaries = tuple((str(t), tuple(cols)) for t, cols in (meta.get("dictionaries") or {}).items())
+    for type_name, cols in dictionaries:
+        if not cols or not all(_COLUMN_REF.fullmatch(c) for c in cols):
+            raise DeclarationError(f"{where}: dictionaries: {type_name} lists relation.column names")
+        if query is not None and not re.search(rf"::\s*{re.escape(type_name)}\b", query):
+            raise DeclarationError(f"{where}: dictionaries: query.sql never casts to {type_name}")
     if meta["materialized"] == "python" and not meta.get("function"):
         raise DeclarationError(f"{where}: a python relation names its function")
     params = tuple(meta.get("parameters") or ())
@@ -211,7 +223,8 @@ def _load(folder) -> Relation:
         parameters=params, quarantine=Quarantine(**q) if q else None, function=meta.get("function"),
         creates=tuple(meta.get("creates") or ()), reads=tuple(meta.get("reads") or ()),
         updates=tuple(meta.get("updates") or ()), free_after_use=bool(meta.get("free_after_use")),
-        parquet=meta.get("parquet"), dictionary_columns=tuple(meta.get("dictionary_columns") or ()), query=query,
+        parquet=meta.get("parquet"), dictionary_columns=tuple(meta.get("dictionary_columns") or ()),
+        dictionaries=dictionaries, query=query,
     )
 
 
@@ -343,7 +356,14 @@ def _parquet(con, rel: Relation, params: dict, context: dict) -> int:
     `dictionary_columns` (text with a few values: a month, a currency, a partner) are cast to an
     ENUM of their sorted distinct values, taken in one pass: the Parquet writer then writes the
     ENUM's dictionary instead of hashing every row's text, and the file holds the same strings
-    (read back as VARCHAR)."""
+    (read back as VARCHAR). `dictionaries` are ENUM types that the query casts to itself, each made
+    first from the sorted distinct values of the columns it lists: a query casts a claim's columns
+    on the few thousand claims before joining them to millions of credits, where a cast of the
+    joined rows costs a lookup per row."""
+    for type_name, refs in rel.dictionaries:
+        columns = " union all ".join(f'select "{c}" as v from "{r}"' for r, c in (ref.split(".") for ref in refs))
+        con.execute(f'create or replace temp type "{type_name}" as enum '
+                    f"(select v from (select distinct v from ({columns}) where v is not null) order by v)")
     values = bound(rel, params)
     probe = con.sql(rel.query, params=values or None)
     casts = {c: f'"{c}"::decimal(38, 0)' for c, t in zip(probe.columns, probe.types) if str(t) == "HUGEINT"}
